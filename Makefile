@@ -1,0 +1,41 @@
+# NeuroSAM3D: `make demo` runs the whole pipeline on the shipped samples, `make test` the tests.
+# Both start with `make install`, which is a no-op while pyproject.toml and requirements.lock
+# are unchanged.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# uv does not read pip's configuration: hand it the local folder that holds the CPU torch wheel.
+UV_ENV := UV_FIND_LINKS="$${PIP_FIND_LINKS:-/opt/wheels}" UV_PYTHON="$(BIN)/python"
+
+.PHONY: install demo test lint format lock clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==0.13.9
+	$(UV_ENV) $(BIN)/uv pip install --compile-bytecode --quiet -r requirements.lock -e .
+	touch $(STAMP)
+
+# Re-resolve the pinned set after editing pyproject.toml's dependencies.
+lock: $(BIN)/python
+	$(UV_ENV) $(BIN)/uv pip compile pyproject.toml --extra dev --no-header --no-annotate -o requirements.lock
+
+demo: install
+	$(BIN)/python -m neurosam3d.demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

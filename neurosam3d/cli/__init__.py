@@ -1,0 +1,36 @@
+"""The ``neurosam3d`` command line.
+
+Every pipeline step (prepare, train, evaluate, register, promote, ...) is one subcommand, called
+the same way by DVC stages, Dagster assets and people. Subcommand modules import their heavy
+dependencies (torch, mlflow, ...) inside the command functions so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="neurosam3d",
+    help="NeuroSAM3D: data preparation, training, evaluation and registry for 3D promptable segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."
+    ),
+) -> None:
+    """Set up logging for every subcommand."""
+    level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Data layer: dataset adapters, per-class label trees and Parquet manifests."""

@@ -1,0 +1,77 @@
+"""Atomic writes and deterministic NIfTI I/O on the shipped real CT."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurosam3d.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
+from neurosam3d.io.nifti import NiftiError, load_nifti, make_image, save_nifti, voxel_spacing
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "a.bin"
+    atomic_write_bytes(target, b"old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_remove_stale_temporaries(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".x.nii.gz.tmp-12-abc").write_bytes(b"junk")
+    (tmp_path / "sub" / "x.nii.gz").write_bytes(b"keep")
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["x.nii.gz"]
+
+
+def _ct() -> Path:
+    path = SHARED / "totalsegmentator-examples" / "example_ct_sm.nii.gz"
+    if not path.exists():
+        pytest.skip("shared sample data not present")
+    return path
+
+
+def test_save_is_deterministic_and_lossless(tmp_path: Path) -> None:
+    image = load_nifti(_ct())
+    data = np.asanyarray(image.dataobj)
+    out = make_image(data, image.affine, like=image)
+    save_nifti(out, tmp_path / "a.nii.gz")
+    save_nifti(out, tmp_path / "b.nii.gz")
+    digest = [
+        hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("a.nii.gz", "b.nii.gz")
+    ]
+    assert digest[0] == digest[1]
+    back = load_nifti(tmp_path / "a.nii.gz")
+    assert np.array_equal(np.asanyarray(back.dataobj), data)
+    assert back.get_data_dtype() == data.dtype
+    np.testing.assert_allclose(back.affine, image.affine)
+    assert voxel_spacing(back) == pytest.approx((3.0, 3.0, 3.0))
+
+
+def test_load_errors_name_the_file(tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(_ct().read_bytes()[:4000])
+    with pytest.raises(NiftiError, match=r"truncated\.nii\.gz: corrupt or truncated gzip"):
+        load_nifti(truncated)
+    text = tmp_path / "notes.nii"
+    text.write_text("this is not an image")
+    with pytest.raises(NiftiError, match=r"notes\.nii: not a readable NIfTI"):
+        load_nifti(text)
+    with pytest.raises(NiftiError, match="does not exist"):
+        load_nifti(tmp_path / "missing.nii.gz")
+
+
+def test_non_finite_is_reported(tmp_path: Path) -> None:
+    data = np.zeros((4, 4, 4), np.float32)
+    data[1, 2, 3] = np.nan
+    save_nifti(make_image(data, np.eye(4)), tmp_path / "nan.nii.gz")
+    with pytest.raises(NiftiError, match="1 voxels are NaN or infinite"):
+        load_nifti(tmp_path / "nan.nii.gz", check_finite=True)
