@@ -1,0 +1,122 @@
+"""Overlap and surface metrics of one binary prediction against one binary reference.
+
+Both masks are boolean arrays of the same shape ``(I, J, K)`` on the same voxel grid, whose voxel
+edge lengths in mm are ``spacing``. Surfaces are the mask voxels with at least one 6-neighbour
+outside the mask (the array border counts as outside); surface distances are Euclidean, in mm.
+
+Empty-mask policy (applied to every metric and every aggregate in this package):
+
+* reference empty and prediction empty: Dice and NSD are **NaN** (there is nothing to score);
+  aggregates use ``nanmean``, so such a pair does not count;
+* reference empty, prediction not empty: Dice 0 and NSD 0 (every predicted voxel is wrong);
+* reference not empty, prediction empty: Dice 0 and NSD 0.
+
+The evaluation protocol only scores manifest rows, whose reference masks are never empty; the
+policy matters for user-supplied masks and is tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+#: Default NSD tolerance in mm.
+DEFAULT_NSD_TOLERANCE_MM = 2.0
+#: Spacings read from affines carry float noise (0.5000000005 mm); a distance of exactly the
+#: tolerance must count as within it, so comparisons allow this much slack (mm).
+_DISTANCE_SLACK_MM = 1e-6
+
+
+@dataclass(frozen=True)
+class MaskScores:
+    """Scores of one prediction against one reference (voxel counts are int, Dice/NSD in [0, 1])."""
+
+    dice: float
+    nsd: float
+    pred_voxels: int
+    ref_voxels: int
+    true_positives: int
+
+
+def _foreground_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` as slices, grown by one voxel (clipped to the array), or None."""
+    nonzero = [
+        np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)
+    ]
+    if any(len(n) == 0 for n in nonzero):
+        return None
+    return tuple(
+        slice(max(int(n[0]) - 1, 0), min(int(n[-1]) + 2, size))
+        for n, size in zip(nonzero, mask.shape, strict=True)
+    )
+
+
+def _pad_outside(mask: np.ndarray) -> np.ndarray:
+    """Pad by one background voxel so that erosion treats the array border as outside."""
+    return np.pad(mask, 1, mode="constant", constant_values=False)
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Boolean surface voxels of ``mask`` (6-connected erosion, the array border counts as outside)."""
+    padded = _pad_outside(mask)
+    return (padded & ~ndimage.binary_erosion(padded))[1:-1, 1:-1, 1:-1]
+
+
+def dice(pred: np.ndarray, ref: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks; NaN when both are empty (module policy)."""
+    total = int(pred.sum()) + int(ref.sum())
+    if total == 0:
+        return math.nan
+    return 2.0 * int(np.logical_and(pred, ref).sum()) / total
+
+
+def normalised_surface_dice(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: tuple[float, float, float],
+    tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+) -> float:
+    """Normalised surface Dice (Nikolov et al. 2021) at ``tolerance_mm``, voxel-border surfaces.
+
+    The fraction of both surfaces (counted in surface voxels) that lies within ``tolerance_mm`` of
+    the other surface; equals MONAI's ``compute_surface_dice(use_subvoxels=False)``. NaN when both
+    masks are empty, 0 when exactly one is (module policy).
+    """
+    union = np.logical_or(pred, ref)
+    box = _foreground_box(union)
+    if box is None:
+        return math.nan
+    if not pred.any() or not ref.any():
+        return 0.0
+    # The box holds every mask voxel plus a background rim (or the array border), so surfaces and
+    # distances computed inside it are exactly those of the whole arrays.
+    surf_pred, surf_ref = surface(pred[box]), surface(ref[box])
+    dist_to_ref = ndimage.distance_transform_edt(~surf_ref, sampling=spacing)
+    dist_to_pred = ndimage.distance_transform_edt(~surf_pred, sampling=spacing)
+    limit = tolerance_mm + _DISTANCE_SLACK_MM
+    close = int((dist_to_ref[surf_pred] <= limit).sum()) + int(
+        (dist_to_pred[surf_ref] <= limit).sum()
+    )
+    return close / int(surf_pred.sum() + surf_ref.sum())
+
+
+def score_masks(
+    pred: np.ndarray,
+    ref: np.ndarray,
+    spacing: tuple[float, float, float],
+    tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
+) -> MaskScores:
+    """Dice, NSD and voxel counts of boolean ``pred`` against boolean ``ref`` (same shape)."""
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    pred, ref = pred.astype(bool, copy=False), ref.astype(bool, copy=False)
+    return MaskScores(
+        dice=dice(pred, ref),
+        nsd=normalised_surface_dice(pred, ref, spacing, tolerance_mm),
+        pred_voxels=int(pred.sum()),
+        ref_voxels=int(ref.sum()),
+        true_positives=int(np.logical_and(pred, ref).sum()),
+    )
