@@ -1,0 +1,231 @@
+"""Mapping between an image's original voxel grid and the model's working grid, both ways.
+
+Three coordinate systems appear (all voxel indices are along array axes, not world axes):
+
+* **original** voxel indices ``(i, j, k)`` of the NIfTI array as stored (any orientation, e.g.
+  LPS, PSR, LAS), world coordinates ``affine @ (i, j, k, 1)`` in mm;
+* **working** voxel indices ``(u, v, w)`` of the image reoriented to ``orientation`` (default
+  RAS) and, optionally, resampled to isotropic ``spacing_mm``: one affine map
+  ``working = matrix @ original`` (:class:`GridMap`);
+* **window** voxel indices: working indices minus a :class:`Box`'s ``start``; a box is the
+  model's input crop and may stick out of the working grid (that part is padding).
+
+Without resampling the map is a signed axis permutation plus an integer shift, so
+:func:`sample_box` and :func:`box_to_original` copy voxels exactly (a round trip returns the
+original array bit for bit); with resampling both directions interpolate linearly through the
+same exact affine and its inverse.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations
+from scipy import ndimage
+
+logger = logging.getLogger(__name__)
+
+Vec3 = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned block of working voxels: ``start`` (inclusive) and ``size``, in voxels."""
+
+    start: Vec3
+    size: Vec3
+
+    @property
+    def stop(self) -> Vec3:
+        """Exclusive end index along each working axis."""
+        return tuple(s + n for s, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]
+
+    @classmethod
+    def centred(cls, centre: np.ndarray, size: Vec3) -> Box:
+        """The box of ``size`` voxels whose centre is nearest to ``centre`` (working voxels)."""
+        start = tuple(
+            int(np.floor(c - (n - 1) / 2 + 0.5)) for c, n in zip(centre, size, strict=True)
+        )
+        return cls(start, size)  # type: ignore[arg-type]
+
+    def contains(self, point: np.ndarray) -> bool:
+        """Whether the working-voxel ``point`` (3,) lies inside the box (voxel centres)."""
+        return all(
+            s - 0.5 <= p < e - 0.5 for p, s, e in zip(point, self.start, self.stop, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class GridMap:
+    """Affine map from original voxel indices to working voxel indices.
+
+    ``matrix``: 4 x 4 float64, ``working = matrix @ original`` (homogeneous column vectors);
+    ``shape``: working grid shape in voxels; ``spacing``: working voxel size in mm;
+    ``affine``: working voxel -> world mm (``original_affine @ inv(matrix)``);
+    ``original_shape``: shape of the original array.
+    """
+
+    matrix: np.ndarray
+    shape: Vec3
+    spacing: tuple[float, float, float]
+    affine: np.ndarray
+    original_shape: Vec3
+
+    @property
+    def resamples(self) -> bool:
+        """False when the map is a signed axis permutation with integer shift (exact copies)."""
+        linear = np.abs(self.matrix[:3, :3])
+        return not np.array_equal(linear, np.round(linear)) or not np.array_equal(
+            self.matrix[:3, 3], np.round(self.matrix[:3, 3])
+        )
+
+    def to_working(self, points: np.ndarray) -> np.ndarray:
+        """``N x 3`` original voxel indices -> ``N x 3`` working voxel indices (float64)."""
+        return points @ self.matrix[:3, :3].T + self.matrix[:3, 3]
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """``N x 3`` working voxel indices -> ``N x 3`` original voxel indices (float64)."""
+        inverse = np.linalg.inv(self.matrix)
+        return points @ inverse[:3, :3].T + inverse[:3, 3]
+
+
+def plan_grid(
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    orientation: str = "RAS",
+    spacing_mm: float | None = None,
+) -> GridMap:
+    """The working grid of an image with ``affine`` (4 x 4, voxel -> mm) and ``shape`` (3 axes).
+
+    The image is reoriented so its axes point along ``orientation`` (three axis codes) and, when
+    ``spacing_mm`` is given, resampled to that isotropic spacing with voxel corners aligned
+    (the working grid covers the same extent in mm; its shape is rounded to whole voxels).
+    """
+    shape3 = tuple(int(n) for n in shape[:3])
+    current = orientations.io_orientation(affine)
+    transform = orientations.ornt_transform(current, orientations.axcodes2ornt(tuple(orientation)))
+    # inv_ornt_aff maps reoriented indices to original ones; invert it for original -> reoriented.
+    reorient = np.linalg.inv(orientations.inv_ornt_aff(transform, shape3))
+    reoriented_shape = [0, 0, 0]
+    for axis, (new_axis, _flip) in enumerate(transform):
+        reoriented_shape[int(new_axis)] = shape3[axis]
+    reoriented_affine = affine @ np.linalg.inv(reorient)
+    spacing = np.sqrt((reoriented_affine[:3, :3] ** 2).sum(axis=0))
+    if spacing_mm is None:
+        zoom = np.ones(3)
+        working_shape = tuple(reoriented_shape)
+    else:
+        zoom = spacing / float(spacing_mm)
+        working_shape = tuple(
+            max(1, round(n * z)) for n, z in zip(reoriented_shape, zoom, strict=True)
+        )
+    # Corner-aligned resampling: u = (c + 0.5) * zoom - 0.5.
+    scale = np.eye(4)
+    scale[:3, :3] = np.diag(zoom)
+    scale[:3, 3] = 0.5 * zoom - 0.5
+    matrix = scale @ reorient
+    return GridMap(
+        matrix=matrix,
+        shape=working_shape,  # type: ignore[arg-type]
+        spacing=tuple(float(s) for s in spacing / zoom),  # type: ignore[arg-type]
+        affine=affine @ np.linalg.inv(matrix),
+        original_shape=shape3,  # type: ignore[arg-type]
+    )
+
+
+def grid_for_image(
+    image: nib.Nifti1Image, orientation: str = "RAS", spacing_mm: float | None = None
+) -> GridMap:
+    """:func:`plan_grid` for a NIfTI image."""
+    return plan_grid(image.affine, image.shape, orientation, spacing_mm)
+
+
+def _axis_permutation(grid: GridMap) -> tuple[list[int], list[bool]]:
+    """For each working axis: the original axis it reads and whether it runs backwards."""
+    linear = grid.matrix[:3, :3]
+    source = [int(np.argmax(np.abs(row))) for row in linear]
+    return source, [bool(linear[a, s] < 0) for a, s in enumerate(source)]
+
+
+def _reoriented_view(volume: np.ndarray, grid: GridMap) -> np.ndarray:
+    """The original array seen in working axis order (a view; only without resampling)."""
+    source, flipped = _axis_permutation(grid)
+    view = np.transpose(volume, source)
+    return np.flip(view, axis=[a for a in range(3) if flipped[a]]) if any(flipped) else view
+
+
+def _box_slices(box: Box, shape: Vec3) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """Slices of the box/grid overlap: (into the grid, into the box); empty slices when disjoint."""
+    grid_sl, box_sl = [], []
+    for start, stop, n in zip(box.start, box.stop, shape, strict=True):
+        lo, hi = max(start, 0), min(stop, n)
+        hi = max(hi, lo)
+        grid_sl.append(slice(lo, hi))
+        box_sl.append(slice(lo - start, hi - start))
+    return tuple(grid_sl), tuple(box_sl)
+
+
+def _box_points(box: Box) -> np.ndarray:
+    """``N x 3`` working voxel indices of every voxel in ``box`` (C order)."""
+    axes = [np.arange(s, e, dtype=np.float64) for s, e in zip(box.start, box.stop, strict=True)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def sample_box(
+    volume: np.ndarray, grid: GridMap, box: Box, *, order: int = 1, cval: float = 0.0
+) -> np.ndarray:
+    """Values of the original ``volume`` (I x J x K) at every voxel of ``box``: ``box.size`` float32.
+
+    Voxels outside the original image get ``cval``. ``order`` is the interpolation order used
+    when resampling (0 nearest, 1 linear); without resampling voxels are copied exactly.
+    """
+    out = np.full(box.size, cval, dtype=np.float32)
+    if not grid.resamples:
+        grid_sl, box_sl = _box_slices(box, grid.shape)
+        out[box_sl] = _reoriented_view(volume, grid)[grid_sl]
+        return out
+    coords = grid.to_original(_box_points(box)).T
+    values = ndimage.map_coordinates(
+        np.asarray(volume, dtype=np.float32), coords, order=order, mode="constant", cval=cval
+    )
+    return values.reshape(box.size).astype(np.float32, copy=False)
+
+
+def _footprint(grid: GridMap, box: Box) -> tuple[slice, ...]:
+    """Original-grid slices that hold every original voxel whose working position lies in ``box``."""
+    corners = np.array(
+        [
+            [box.start[a] - 1 if bit == 0 else box.stop[a] for a, bit in enumerate(bits)]
+            for bits in np.ndindex(2, 2, 2)
+        ],
+        dtype=np.float64,
+    )
+    original = grid.to_original(corners)
+    lo = np.clip(np.floor(original.min(axis=0)).astype(int), 0, grid.original_shape)
+    hi = np.clip(np.ceil(original.max(axis=0)).astype(int) + 1, 0, grid.original_shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def box_to_original(values: np.ndarray, grid: GridMap, box: Box) -> np.ndarray:
+    """Put ``values`` (``box.size`` array on working voxels) back onto the original grid.
+
+    Returns an ``original_shape`` float32 array: 0 wherever the box does not reach, else the
+    value at the original voxel's working position (exact copy without resampling, linear
+    interpolation with it). The inverse of :func:`sample_box`.
+    """
+    out = np.zeros(grid.original_shape, dtype=np.float32)
+    values = np.asarray(values, dtype=np.float32)
+    if not grid.resamples:
+        grid_sl, box_sl = _box_slices(box, grid.shape)
+        _reoriented_view(out, grid)[grid_sl] = values[box_sl]
+        return out
+    footprint = _footprint(grid, box)
+    axes = [np.arange(s.start, s.stop, dtype=np.float64) for s in footprint]
+    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    local = (grid.to_working(points) - np.asarray(box.start)).T
+    sampled = ndimage.map_coordinates(values, local, order=1, mode="constant", cval=0.0)
+    out[footprint] = sampled.reshape([s.stop - s.start for s in footprint])
+    return out
