@@ -1,0 +1,127 @@
+"""Promotion by alias (``@challenger`` -> ``@champion``) behind the gate, and rollback.
+
+Each write happens under :func:`~neurosam3d.registry.lock.registry_lock`, and the champion is read
+*inside* the lock, so two racing promotions are serialised: the second one is gated against the
+first one's result (one wins; the registry never holds a half-made promotion). Moving the alias is
+the single commit point: the version's tags are written first, so a crash leaves at worst a tag
+that the next attempt overwrites. Promoting the current champion again changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from neurosam3d.registry import tags as T
+from neurosam3d.registry.gate import GateResult, compare
+from neurosam3d.registry.lock import registry_lock
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    PROMOTED = "promoted"
+    ALREADY_CHAMPION = "already_champion"
+    REJECTED = "rejected"
+    DRY_RUN = "dry_run"
+
+
+@dataclass(frozen=True)
+class PromotionOutcome:
+    """What :func:`promote` did, the champion before and after, and the gate's table."""
+
+    model_name: str
+    challenger: str
+    champion_before: str | None
+    champion_after: str | None
+    action: Action
+    gate: GateResult
+
+
+def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``name@alias`` points at, or None when the alias (or the model) does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def promote(
+    client: MlflowClient,
+    name: str,
+    lock_dir: Path,
+    version: str | None = None,
+    margin: float = 0.02,
+    dry_run: bool = False,
+) -> PromotionOutcome:
+    """Gate ``version`` (default: ``@challenger``) against ``@champion`` and move the alias if it passes.
+
+    ``margin`` is the largest allowed per-category Dice drop at the evaluation's click count.
+    A version that was rolled back is never promoted again by this function (promote another).
+    """
+    if version is None:
+        found = version_by_alias(client, name, T.CHALLENGER)
+        if found is None:
+            raise LookupError(f"model {name!r} has no @{T.CHALLENGER}: register a model first")
+        version = str(found.version)
+    with registry_lock(lock_dir, name):
+        challenger = client.get_model_version(name, version)
+        champion = version_by_alias(client, name, T.CHAMPION)
+        before = str(champion.version) if champion is not None else None
+        new_scores = T.scores_from_tags(challenger.tags, f"{name} v{version}")
+        old_scores = (
+            T.scores_from_tags(champion.tags, f"{name} v{before}") if champion is not None else None
+        )
+        gate = compare(old_scores, new_scores, margin)
+        if before == version:
+            return PromotionOutcome(name, version, before, before, Action.ALREADY_CHAMPION, gate)
+        if T.ROLLED_BACK_AT in challenger.tags:
+            reason = f"v{version} was rolled back at {challenger.tags[T.ROLLED_BACK_AT]}"
+            gate = GateResult(False, gate.rows, (*gate.reasons, reason))
+        if dry_run:
+            return PromotionOutcome(name, version, before, before, Action.DRY_RUN, gate)
+        if not gate.passed:
+            log.warning("%s v%s not promoted: %s", name, version, "; ".join(gate.reasons))
+            return PromotionOutcome(name, version, before, before, Action.REJECTED, gate)
+        client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, before or "")
+        client.set_model_version_tag(name, version, T.PROMOTED_AT, _now())
+        client.set_registered_model_alias(name, T.CHAMPION, version)
+        log.info("%s: @%s %s -> v%s", name, T.CHAMPION, before and f"v{before}", version)
+        return PromotionOutcome(name, version, before, version, Action.PROMOTED, gate)
+
+
+def rollback(
+    client: MlflowClient, name: str, lock_dir: Path, to_version: str | None = None
+) -> tuple[str, str]:
+    """Move ``@champion`` back (to the champion it replaced, or ``to_version``); return (from, to)."""
+    with registry_lock(lock_dir, name):
+        champion = version_by_alias(client, name, T.CHAMPION)
+        if champion is None:
+            raise LookupError(f"model {name!r} has no @{T.CHAMPION} to roll back")
+        current = str(champion.version)
+        target = to_version or champion.tags.get(T.PREVIOUS_CHAMPION, "")
+        if not target:
+            raise LookupError(
+                f"{name} v{current} replaced no earlier champion: pass the version to roll back to"
+            )
+        client.get_model_version(name, target)  # fails clearly if it does not exist
+        client.set_model_version_tag(name, current, T.ROLLED_BACK_AT, _now())
+        client.set_registered_model_alias(name, T.CHAMPION, target)
+        log.info("%s: rolled @%s back from v%s to v%s", name, T.CHAMPION, current, target)
+        return current, target

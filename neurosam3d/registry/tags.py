@@ -1,0 +1,69 @@
+"""Model-version tag keys written at registration and read by the promotion gate.
+
+Scores live in tags (not only in artifacts) so that the gate and the MLflow UI read them without
+downloading anything. Tag values are strings; floats are written with ``repr`` (round-trip exact).
+"""
+
+from __future__ import annotations
+
+import math
+
+from neurosam3d.registry.gate import EvalScores
+
+PREFIX = "neurosam3d."
+DATA_VERSION = PREFIX + "data_version"
+GIT_COMMIT = PREFIX + "git_commit"
+TRAIN_MANIFEST_SHA256 = PREFIX + "train_manifest_sha256"
+CHECKPOINT_SHA256 = PREFIX + "checkpoint_sha256"
+EVAL_MANIFEST_SHA256 = PREFIX + "eval.manifest_sha256"
+EVAL_CLICKS = PREFIX + "eval.clicks"
+EVAL_MEAN = PREFIX + "eval.dice.mean"
+EVAL_CATEGORY_PREFIX = PREFIX + "eval.dice.category."
+#: On a version that became champion: the champion it replaced (what rollback returns to).
+PREVIOUS_CHAMPION = PREFIX + "previous_champion"
+PROMOTED_AT = PREFIX + "promoted_at"
+#: On a version that was rolled back: when. Such a version is not promoted again automatically.
+ROLLED_BACK_AT = PREFIX + "rolled_back_at"
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def scores_to_tags(scores: EvalScores) -> dict[str, str]:
+    """Encode evaluation scores as model-version tags."""
+    tags = {
+        EVAL_MANIFEST_SHA256: scores.manifest_sha256,
+        EVAL_CLICKS: str(scores.clicks),
+        EVAL_MEAN: repr(float(scores.mean)),
+    }
+    for name, value in scores.categories.items():
+        tags[EVAL_CATEGORY_PREFIX + name] = repr(float(value))
+    return tags
+
+
+def scores_from_tags(tags: dict[str, str], what: str) -> EvalScores:
+    """Decode :func:`scores_to_tags`; ``what`` names the model version in errors."""
+    missing = [k for k in (EVAL_MANIFEST_SHA256, EVAL_CLICKS, EVAL_MEAN) if k not in tags]
+    if missing:
+        raise ValueError(
+            f"{what} has no evaluation tags {missing}: register it with an evaluation summary "
+            "(neurosam3d register --evaluation DIR)"
+        )
+    categories = {
+        key.removeprefix(EVAL_CATEGORY_PREFIX): _float(value)
+        for key, value in tags.items()
+        if key.startswith(EVAL_CATEGORY_PREFIX)
+    }
+    return EvalScores(
+        manifest_sha256=tags[EVAL_MANIFEST_SHA256],
+        clicks=int(tags[EVAL_CLICKS]),
+        mean=_float(tags[EVAL_MEAN]),
+        categories=categories,
+    )
+
+
+def _float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return math.nan

@@ -1,0 +1,63 @@
+"""The promotion gate on hand-made scores."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from neurosam3d.registry.gate import EvalScores, compare
+
+M = "m" * 64
+
+
+def scores(mean: float, **categories: float) -> EvalScores:
+    return EvalScores(M, 5, mean, categories)
+
+
+def test_first_model_passes_without_champion() -> None:
+    assert compare(None, scores(0.1, bone=0.1), margin=0.02).passed
+
+
+def test_better_everywhere_passes() -> None:
+    result = compare(scores(0.5, bone=0.5, muscle=0.4), scores(0.6, bone=0.6, muscle=0.5), 0.02)
+    assert result.passed
+    assert [r.name for r in result.rows] == ["mean", "bone", "muscle"]
+
+
+def test_category_drop_within_margin_passes_beyond_fails() -> None:
+    champion = scores(0.50, bone=0.50, muscle=0.50)
+    assert compare(champion, scores(0.51, bone=0.49, muscle=0.53), 0.02).passed
+    failed = compare(champion, scores(0.51, bone=0.47, muscle=0.56), 0.02)
+    assert not failed.passed
+    assert any("bone" in r for r in failed.reasons)
+    assert [r.passed for r in failed.rows] == [True, False, True]
+
+
+def test_mean_must_not_drop() -> None:
+    result = compare(scores(0.50, bone=0.5), scores(0.499, bone=0.5), margin=0.5)
+    assert not result.passed
+    assert "mean" in result.reasons[0]
+
+
+def test_missing_challenger_category_fails_missing_champion_category_is_free() -> None:
+    assert not compare(scores(0.5, bone=0.5), scores(0.6), 0.02).passed
+    assert not compare(scores(0.5, bone=0.5), scores(0.6, bone=math.nan), 0.02).passed
+    assert compare(scores(0.5, bone=math.nan), scores(0.6, gland=0.1), 0.02).passed
+
+
+def test_different_manifest_or_clicks_fails() -> None:
+    other = EvalScores("x" * 64, 5, 0.9, {"bone": 0.9})
+    assert "different manifests" in compare(scores(0.1, bone=0.1), other, 0.02).reasons[0]
+    clicks = EvalScores(M, 10, 0.9, {"bone": 0.9})
+    assert not compare(scores(0.1, bone=0.1), clicks, 0.02).passed
+
+
+def test_negative_margin_rejected() -> None:
+    with pytest.raises(ValueError, match="margin"):
+        compare(None, scores(0.1), -0.1)
+
+
+def test_table_marks_worse_rows() -> None:
+    table = compare(scores(0.5, bone=0.5), scores(0.5, bone=0.1), 0.02).table_markdown()
+    assert "| bone | 0.5000 | 0.1000 | -0.4000 | 0.020 | WORSE |" in table

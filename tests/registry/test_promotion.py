@@ -1,0 +1,81 @@
+"""Promotion, rollback and racing promotions against a real SQLite MLflow registry."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from neurosam3d.registry import tags as T
+from neurosam3d.registry.promotion import Action, promote, rollback, version_by_alias
+from tests.registry.conftest import add_version
+
+NAME = "seg"
+
+
+def champion(client) -> str | None:
+    found = version_by_alias(client, NAME, T.CHAMPION)
+    return None if found is None else str(found.version)
+
+
+def test_gate_never_promotes_worse_and_rollback_returns(client, tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    v1 = add_version(client, NAME, 0.50, {"bone": 0.50, "muscle": 0.40}, tmp_path)
+    assert promote(client, NAME, locks).action is Action.PROMOTED
+    assert champion(client) == v1
+
+    worse = add_version(client, NAME, 0.55, {"bone": 0.40, "muscle": 0.60}, tmp_path)
+    outcome = promote(client, NAME, locks, margin=0.05)
+    assert outcome.action is Action.REJECTED and outcome.challenger == worse
+    assert champion(client) == v1
+
+    better = add_version(client, NAME, 0.60, {"bone": 0.49, "muscle": 0.60}, tmp_path)
+    dry = promote(client, NAME, locks, margin=0.02, dry_run=True)
+    assert dry.action is Action.DRY_RUN and dry.gate.passed and champion(client) == v1
+    assert promote(client, NAME, locks, margin=0.02).action is Action.PROMOTED
+    assert champion(client) == better
+    again = promote(client, NAME, locks, version=better)
+    assert again.action is Action.ALREADY_CHAMPION and champion(client) == better
+
+    assert rollback(client, NAME, locks) == (better, v1)
+    assert champion(client) == v1
+    rolled = promote(client, NAME, locks, version=better)
+    assert rolled.action is Action.REJECTED and "rolled back" in rolled.gate.reasons[-1]
+    with pytest.raises(LookupError, match="no earlier champion"):
+        rollback(client, NAME, locks)
+
+
+def _promote_in_process(tracking_uri: str, locks: str, version: str, start) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    start.wait()
+    return promote(client, NAME, Path(locks), version=version).action.value
+
+
+def test_racing_promotions_serialise(client, tracking_uri: str, tmp_path: Path) -> None:
+    locks = tmp_path / "locks"
+    v1 = add_version(client, NAME, 0.5, {"bone": 0.5}, tmp_path)
+    promote(client, NAME, locks)
+    good = add_version(client, NAME, 0.6, {"bone": 0.6}, tmp_path)
+    best = add_version(client, NAME, 0.7, {"bone": 0.7}, tmp_path)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        start = manager.Event()
+        with ctx.Pool(2) as pool:
+            jobs = [
+                pool.apply_async(_promote_in_process, (tracking_uri, str(locks), v, start))
+                for v in (good, best)
+            ]
+            start.set()
+            actions = [job.get(timeout=120) for job in jobs]
+    # Whatever the order, the best version ends as champion, and the chain of previous
+    # champions is one the serial order explains (never a lost update pointing past a winner).
+    assert champion(client) == best
+    previous = client.get_model_version(NAME, best).tags[T.PREVIOUS_CHAMPION]
+    if actions == ["promoted", "promoted"]:
+        assert previous == good
+        assert client.get_model_version(NAME, good).tags[T.PREVIOUS_CHAMPION] == v1
+    else:
+        assert actions == ["rejected", "promoted"] and previous == v1
