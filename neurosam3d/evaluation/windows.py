@@ -1,0 +1,126 @@
+"""Sliding windows over the working grid: plan, extend and stitch.
+
+A window is a :class:`~neurosam3d.evaluation.geometry.Box` of the model's input size (``size``
+voxels per axis, working grid). A target that fits in one window gets one window centred on its
+bounding box (SAM-Med3D's crop); a larger one gets a regular tiling with ``overlap`` that covers
+it. The bounding box is grown by ``margin`` voxels first, so a target that would touch a window
+border gets the next window as well. During inference without a reference,
+:func:`border_neighbours` adds the window beyond every face that a predicted mask touches.
+Predictions of overlapping windows are averaged (:class:`Stitcher`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from neurosam3d.evaluation.geometry import Box, Vec3
+
+#: Default fraction of a window shared with its neighbour along an axis.
+DEFAULT_OVERLAP = 0.25
+
+
+def _axis_starts(lo: float, hi: float, size: int, overlap: float) -> list[int]:
+    """Window starts along one axis that cover ``[lo, hi)`` (voxels) with windows of ``size``."""
+    extent = hi - lo
+    if extent <= size:
+        return [math.floor((lo + hi) / 2 - size / 2 + 0.5)]
+    stride = max(1, math.floor(size * (1.0 - overlap)))
+    count = math.ceil((extent - size) / stride) + 1
+    first, last = math.floor(lo), math.ceil(hi) - size
+    return sorted({round(first + (last - first) * n / (count - 1)) for n in range(count)})
+
+
+def plan_windows(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    size: int,
+    *,
+    overlap: float = DEFAULT_OVERLAP,
+    margin: int = 1,
+) -> list[Box]:
+    """Windows of ``size``^3 working voxels covering the box ``[lo, hi)`` grown by ``margin``.
+
+    ``lo`` (inclusive) and ``hi`` (exclusive) are working voxel indices, shape (3,). Returns the
+    windows in C order of their starts (deterministic).
+    """
+    starts = [
+        _axis_starts(float(a) - margin, float(b) + margin, size, overlap)
+        for a, b in zip(lo, hi, strict=True)
+    ]
+    return [
+        Box((int(x), int(y), int(z)), (size, size, size))
+        for x in starts[0]
+        for y in starts[1]
+        for z in starts[2]
+    ]
+
+
+def union_box(boxes: Iterable[Box], shape: Vec3) -> Box:
+    """The smallest box holding every box, clipped to a grid of ``shape`` voxels."""
+    boxes = list(boxes)
+    start = [max(0, min(b.start[a] for b in boxes)) for a in range(3)]
+    stop = [min(shape[a], max(b.stop[a] for b in boxes)) for a in range(3)]
+    return Box(tuple(start), tuple(e - s for s, e in zip(start, stop, strict=True)))  # type: ignore[arg-type]
+
+
+def border_neighbours(
+    mask: np.ndarray, box: Box, shape: Vec3, overlap: float = DEFAULT_OVERLAP
+) -> list[Box]:
+    """Windows beyond each face of ``box`` that the window's ``mask`` (``box.size`` bool) touches.
+
+    A face counts only where the working grid (``shape``) continues past it; the neighbour is
+    ``box`` shifted by one stride (``size * (1 - overlap)``) across that face.
+    """
+    found = []
+    for axis in range(3):
+        stride = max(1, math.floor(box.size[axis] * (1.0 - overlap)))
+        for direction, index in ((-1, 0), (1, box.size[axis] - 1)):
+            beyond_grid = box.start[axis] <= 0 if direction < 0 else box.stop[axis] >= shape[axis]
+            if beyond_grid or not np.take(mask, index, axis=axis).any():
+                continue
+            start = list(box.start)
+            start[axis] += direction * stride
+            found.append(Box(tuple(start), box.size))  # type: ignore[arg-type]
+    return found
+
+
+class Stitcher:
+    """Average of window predictions on a region of the working grid.
+
+    ``region``: the working-grid box the result covers. :meth:`set` stores a window's
+    probabilities (``window.size`` float32 in [0, 1]), replacing that window's previous ones;
+    :meth:`probabilities` averages over the windows that cover each voxel (0 where none does).
+    """
+
+    def __init__(self, region: Box) -> None:
+        self.region = region
+        self._windows: dict[Box, np.ndarray] = {}
+
+    def set(self, window: Box, probs: np.ndarray) -> None:
+        """Store ``probs`` (``window.size``) as ``window``'s current prediction."""
+        if probs.shape != window.size:
+            raise ValueError(
+                f"probabilities of shape {probs.shape} for a window of size {window.size}"
+            )
+        self._windows[window] = probs
+
+    def probabilities(self) -> np.ndarray:
+        """Stitched probabilities, ``region.size`` float32."""
+        total = np.zeros(self.region.size, dtype=np.float32)
+        count = np.zeros(self.region.size, dtype=np.float32)
+        for window in sorted(self._windows, key=lambda b: b.start):
+            dst, src = [], []
+            for a in range(3):
+                lo = max(window.start[a], self.region.start[a])
+                hi = min(window.stop[a], self.region.stop[a])
+                if hi <= lo:
+                    break
+                dst.append(slice(lo - self.region.start[a], hi - self.region.start[a]))
+                src.append(slice(lo - window.start[a], hi - window.start[a]))
+            else:
+                total[tuple(dst)] += self._windows[window][tuple(src)]
+                count[tuple(dst)] += 1.0
+        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
