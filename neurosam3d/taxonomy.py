@@ -1,0 +1,110 @@
+"""Anatomical categories of class names, and which (dataset, class) pairs a model has seen.
+
+The mapping is data, not code: ``neurosam3d/resources/taxonomy.yaml`` holds ordered rules (exact
+names and fnmatch glob patterns such as ``vertebrae_*``); the first matching rule gives the
+category, and a class no rule matches is ``"uncategorised"``. Seen/unseen is computed from a
+model's training manifest (docs/TAXONOMY.md in the shared folder): a (dataset, class) pair is
+*seen* if it occurs there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+UNCATEGORISED = "uncategorised"
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """One ordered rule: ``category`` applies to ``names`` (exact) and ``patterns`` (globs)."""
+
+    category: str
+    names: frozenset[str]
+    patterns: tuple[str, ...]
+
+    def matches(self, class_name: str) -> bool:
+        return class_name in self.names or any(
+            fnmatch.fnmatchcase(class_name, p) for p in self.patterns
+        )
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """Ordered category rules loaded from a YAML file (see the module docstring)."""
+
+    version: int
+    rules: tuple[CategoryRule, ...]
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Taxonomy:
+        """Load rules from ``path``; raises ``ValueError`` naming the file on a malformed rule."""
+        doc = yaml.safe_load(Path(path).read_text())
+        rules = []
+        for index, rule in enumerate(doc.get("rules", [])):
+            if "category" not in rule or not (rule.get("names") or rule.get("patterns")):
+                raise ValueError(f"{path}: rule {index} needs a category and names or patterns")
+            rules.append(
+                CategoryRule(
+                    category=str(rule["category"]),
+                    names=frozenset(str(n).lower() for n in rule.get("names", [])),
+                    patterns=tuple(str(p).lower() for p in rule.get("patterns", [])),
+                )
+            )
+        return cls(version=int(doc.get("version", 1)), rules=tuple(rules))
+
+    def categorise(self, class_name: str) -> str:
+        """Category of ``class_name`` (case-insensitive), or ``"uncategorised"``."""
+        name = class_name.lower()
+        for rule in self.rules:
+            if rule.matches(name):
+                return rule.category
+        return UNCATEGORISED
+
+    @property
+    def categories(self) -> list[str]:
+        """Distinct categories in rule order."""
+        return list(dict.fromkeys(rule.category for rule in self.rules))
+
+
+@functools.cache
+def default_taxonomy() -> Taxonomy:
+    """The packaged rules (``neurosam3d/resources/taxonomy.yaml``)."""
+    with resources.as_file(resources.files("neurosam3d") / "resources" / "taxonomy.yaml") as path:
+        return Taxonomy.from_yaml(path)
+
+
+def categorise(class_name: str) -> str:
+    """Category of ``class_name`` under the packaged rules, or ``"uncategorised"``."""
+    return default_taxonomy().categorise(class_name)
+
+
+def seen_pairs(
+    training_manifest: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+) -> set[tuple[str, str]]:
+    """The (dataset, class_name) pairs present in a training manifest.
+
+    ``training_manifest`` is a Parquet file in the manifest schema (docs/manifest.md), or that
+    table already loaded (pandas or pyarrow). Every row counts, whatever its split: pass the
+    manifest the model was actually trained on.
+    """
+    if isinstance(training_manifest, (str, os.PathLike)):
+        import pyarrow.parquet as pq
+
+        training_manifest = pq.read_table(training_manifest, columns=["dataset", "class_name"])
+    if hasattr(training_manifest, "to_pydict"):
+        columns = training_manifest.select(["dataset", "class_name"]).to_pydict()
+        return set(zip(columns["dataset"], columns["class_name"], strict=True))
+    frame = training_manifest[["dataset", "class_name"]]
+    return set(frame.itertuples(index=False, name=None))
