@@ -4,8 +4,8 @@ Three coordinate systems appear (all voxel indices are along array axes, not wor
 
 * **original** voxel indices ``(i, j, k)`` of the NIfTI array as stored (any orientation, e.g.
   LPS, PSR, LAS), world coordinates ``affine @ (i, j, k, 1)`` in mm;
-* **working** voxel indices ``(u, v, w)`` of the image reoriented to ``orientation`` (default
-  RAS) and, optionally, resampled to isotropic ``spacing_mm``: one affine map
+* **working** voxel indices ``(u, v, w)`` of the image, optionally reoriented to
+  ``orientation`` (e.g. RAS) and resampled to isotropic ``spacing_mm``: one affine map
   ``working = matrix @ original`` (:class:`GridMap`);
 * **window** voxel indices: working indices minus a :class:`Box`'s ``start``; a box is the
   model's input crop and may stick out of the working grid (that part is padding).
@@ -95,23 +95,28 @@ class GridMap:
 def plan_grid(
     affine: np.ndarray,
     shape: tuple[int, ...],
-    orientation: str = "RAS",
+    orientation: str | None = None,
     spacing_mm: float | None = None,
 ) -> GridMap:
     """The working grid of an image with ``affine`` (4 x 4, voxel -> mm) and ``shape`` (3 axes).
 
-    The image is reoriented so its axes point along ``orientation`` (three axis codes) and, when
-    ``spacing_mm`` is given, resampled to that isotropic spacing with voxel corners aligned
-    (the working grid covers the same extent in mm; its shape is rounded to whole voxels).
+    With ``orientation`` (three axis codes such as ``"RAS"``) the image is reoriented so its axes
+    point that way; ``None`` keeps the stored axis order (what our training crops use). With
+    ``spacing_mm`` it is resampled to that isotropic spacing with voxel corners aligned (the
+    working grid covers the same extent in mm; its shape is rounded to whole voxels).
     """
     shape3 = tuple(int(n) for n in shape[:3])
-    current = orientations.io_orientation(affine)
-    transform = orientations.ornt_transform(current, orientations.axcodes2ornt(tuple(orientation)))
-    # inv_ornt_aff maps reoriented indices to original ones; invert it for original -> reoriented.
-    reorient = np.linalg.inv(orientations.inv_ornt_aff(transform, shape3))
-    reoriented_shape = [0, 0, 0]
-    for axis, (new_axis, _flip) in enumerate(transform):
-        reoriented_shape[int(new_axis)] = shape3[axis]
+    reorient = np.eye(4)
+    reoriented_shape = list(shape3)
+    if orientation is not None:
+        current = orientations.io_orientation(affine)
+        transform = orientations.ornt_transform(
+            current, orientations.axcodes2ornt(tuple(orientation))
+        )
+        # inv_ornt_aff maps reoriented indices to original ones; invert it for the other way.
+        reorient = np.linalg.inv(orientations.inv_ornt_aff(transform, shape3))
+        for axis, (new_axis, _flip) in enumerate(transform):
+            reoriented_shape[int(new_axis)] = shape3[axis]
     reoriented_affine = affine @ np.linalg.inv(reorient)
     spacing = np.sqrt((reoriented_affine[:3, :3] ** 2).sum(axis=0))
     if spacing_mm is None:
@@ -137,7 +142,7 @@ def plan_grid(
 
 
 def grid_for_image(
-    image: nib.Nifti1Image, orientation: str = "RAS", spacing_mm: float | None = None
+    image: nib.Nifti1Image, orientation: str | None = None, spacing_mm: float | None = None
 ) -> GridMap:
     """:func:`plan_grid` for a NIfTI image."""
     return plan_grid(image.affine, image.shape, orientation, spacing_mm)

@@ -21,7 +21,7 @@ def test_reorientation_matches_nibabel_and_round_trips_exactly(shared_data, code
     image = nib.load(shared_data / NON_RAS[codes])
     assert nib.aff2axcodes(image.affine) == tuple(codes)
     data = np.asarray(image.dataobj).astype(np.float32)
-    grid = grid_for_image(image)
+    grid = grid_for_image(image, orientation="RAS")
     assert not grid.resamples
     canonical = nib.as_closest_canonical(image)
     np.testing.assert_allclose(grid.affine, canonical.affine, atol=1e-5)
@@ -43,7 +43,7 @@ def test_reorientation_matches_nibabel_and_round_trips_exactly(shared_data, code
 
 def test_working_voxels_keep_their_world_position(shared_data):
     image = nib.load(shared_data / NON_RAS["PSR"])
-    grid = grid_for_image(image)
+    grid = grid_for_image(image, orientation="RAS")
     points = np.array([[0, 0, 0], [5, 17, 30], [59, 54, 51]], dtype=np.float64)
     working = grid.to_working(points)
     world_original = points @ image.affine[:3, :3].T + image.affine[:3, 3]
@@ -56,7 +56,7 @@ def test_resampling_round_trip_on_anisotropic_volume(shared_data):
     """t2s (0.5 x 0.5 x 7.5 mm, LAS) to 1 mm isotropic RAS and back: the cord mask survives."""
     seg = nib.load(shared_data / "sct-testing-data/t2s/t2s_seg.nii.gz")
     cord = np.asarray(seg.dataobj) > 0
-    grid = grid_for_image(seg, spacing_mm=1.0)
+    grid = grid_for_image(seg, orientation="RAS", spacing_mm=1.0)
     assert grid.resamples
     np.testing.assert_allclose(grid.spacing, (1.0, 1.0, 1.0), atol=1e-6)
     assert nib.aff2axcodes(grid.affine) == ("R", "A", "S")
@@ -68,3 +68,10 @@ def test_resampling_round_trip_on_anisotropic_volume(shared_data):
     assert working.shape == grid.shape
     back = box_to_original(working, grid, full) >= 0.5
     assert dice(back, cord) > 0.9
+
+
+def test_default_grid_keeps_the_stored_axes(shared_data):
+    image = nib.load(shared_data / NON_RAS["LAS"])
+    grid = grid_for_image(image)
+    np.testing.assert_array_equal(grid.matrix, np.eye(4))
+    np.testing.assert_allclose(grid.affine, image.affine)
