@@ -1,0 +1,122 @@
+"""Model configurations: one dataclass, one registry of named sizes.
+
+Every named configuration is built by the same modules (:func:`neurosam3d.model.build_model`);
+``"sam_med3d"`` is the released SAM-Med3D architecture ("vit_b_ori": the SAM-Med3D, -organ,
+-brain and -turbo checkpoints), the others are narrower, shallower or smaller-input variants.
+
+Geometry (all sizes in voxels or tokens, cubic volumes):
+
+* input volume ``B x in_chans x img_size^3``;
+* token grid / image embedding ``B x prompt_embed_dim x embedding_size^3`` with
+  ``embedding_size = img_size // patch_size``;
+* low-resolution mask logits ``B x 1 x low_res_size^3`` with ``low_res_size = 4 * embedding_size``
+  (``img_size / 4`` for patch 16), also the size of the mask prompt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a :class:`~neurosam3d.model.sam3d.Sam3D` model.
+
+    Windowed encoder blocks need ``encoder_window_size`` to either divide the token grid (plain
+    windows, no padding) or cover it (one zero-padded window, as in the released model).
+    """
+
+    img_size: int = 128
+    in_chans: int = 1
+    patch_size: int = 16
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    encoder_mlp_ratio: float = 4.0
+    encoder_global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
+    encoder_window_size: int = 14
+    prompt_embed_dim: int = 384
+    mask_in_chans: int = 16
+    box_prompts: bool = False
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    decoder_attention_downsample_rate: int = 2
+    num_multimask_outputs: int = 3
+    iou_head_hidden_dim: int = 256
+    iou_head_depth: int = 3
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.img_size % self.patch_size:
+            problems.append(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.encoder_embed_dim % self.encoder_num_heads:
+            problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
+        if self.prompt_embed_dim % 3 or self.prompt_embed_dim % 2:
+            problems.append(
+                "prompt_embed_dim must be divisible by 6 (3-D Fourier features are [sin, cos, sin])"
+            )
+        grid, window = self.embedding_size, self.encoder_window_size
+        if window > 0 and grid % window and grid > window:
+            problems.append(f"encoder_window_size {window} neither divides nor covers the {grid}^3 token grid")
+        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
+            problems.append("encoder_global_attn_indexes out of range")
+        if problems:
+            raise ValueError("invalid ModelConfig: " + "; ".join(problems))
+
+    @property
+    def embedding_size(self) -> int:
+        """Edge of the token grid and of the image embedding (``img_size // patch_size``)."""
+        return self.img_size // self.patch_size
+
+    @property
+    def low_res_size(self) -> int:
+        """Edge of the low-resolution mask logits and of the mask prompt."""
+        return 4 * self.embedding_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON/YAML friendly)."""
+        out = asdict(self)
+        out["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
+        return out
+
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # The released SAM-Med3D architecture ("vit_b_ori", 100.5 M parameters).
+    "sam_med3d": ModelConfig(),
+    # Same layout at half width and depth: GPU fine-tuning experiments on 128^3 crops.
+    "small": ModelConfig(
+        encoder_embed_dim=384,
+        encoder_depth=6,
+        encoder_num_heads=6,
+        encoder_global_attn_indexes=(2, 5),
+        prompt_embed_dim=192,
+        decoder_mlp_dim=1024,
+        iou_head_hidden_dim=128,
+    ),
+    # CPU tests and the demo: 64^3 input, 4^3 tokens padded into one 6^3 window, like the
+    # released 8^3 grid in its 14^3 window, so the same code paths run.
+    "tiny": ModelConfig(
+        img_size=64,
+        encoder_embed_dim=96,
+        encoder_depth=4,
+        encoder_num_heads=4,
+        encoder_global_attn_indexes=(1, 3),
+        encoder_window_size=6,
+        prompt_embed_dim=96,
+        mask_in_chans=8,
+        decoder_mlp_dim=256,
+        decoder_num_heads=4,
+        iou_head_hidden_dim=64,
+    ),
+}
+
+
+def get_config(name: str) -> ModelConfig:
+    """Return the registered configuration ``name``; raise ``KeyError`` listing the known names."""
+    try:
+        return MODEL_CONFIGS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODEL_CONFIGS))
+        raise KeyError(f"unknown model configuration {name!r}; known: {known}") from None

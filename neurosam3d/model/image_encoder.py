@@ -1,0 +1,210 @@
+"""3-D ViT image encoder (SAM-Med3D "vit_b_ori" layout), with an exact fast windowed attention.
+
+``ImageEncoderViT3D(x)`` maps a ``B x in_chans x S x S x S`` volume (``S = img_size``) to a
+``B x out_chans x G x G x G`` embedding (``G = S // patch_size``): patch embedding, learned
+absolute position embedding, ``depth`` pre-norm blocks with decomposed 3-D relative positions,
+then a convolutional neck.
+
+Windowed blocks of the released model pad the ``8^3`` token grid (after ``norm1``) with zeros to
+one ``14^3`` window and attend without a mask, so the 2,232 padded tokens, whose key and value are
+just the ``qkv`` bias, take part as keys. Here only the real tokens are queries, and all padded
+keys are folded into one extra key: its key and value are the bias, and its additive bias is the
+log-sum-exp of the padded keys' relative-position terms, which factorises per axis. The result is
+the padded computation's output for the real tokens, without materialising the padded window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurosam3d.model.common import LayerNorm3d, MLPBlock
+from neurosam3d.model.config import ModelConfig
+
+
+def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """Gather relative-position embeddings for query positions ``[0, q_size)``.
+
+    Args:
+        q_size: number of query positions along the axis (``<= k_size``).
+        k_size: number of key positions along the axis; ``rel_pos`` has ``2 * k_size - 1`` rows.
+        rel_pos: ``(2 * k_size - 1) x head_dim`` table.
+
+    Returns:
+        ``q_size x k_size x head_dim``, entry ``[i, j] = rel_pos[i - j + k_size - 1]``.
+    """
+    q = torch.arange(q_size, device=rel_pos.device)[:, None]
+    k = torch.arange(k_size, device=rel_pos.device)[None, :]
+    return rel_pos[q - k + (k_size - 1)]
+
+
+class Attention3D(nn.Module):
+    """Multi-head self-attention with decomposed 3-D relative positions.
+
+    ``forward(x, window)`` takes ``B x D x H x W x C`` tokens (already normalised). With
+    ``window=None`` the tokens attend to each other (the relative tables have ``2 * D - 1`` rows).
+    With ``window=w > D`` the tokens are the real part of a zero-padded ``w^3`` window and the
+    result equals the padded computation restricted to them.
+    """
+
+    def __init__(self, dim: int, num_heads: int, rel_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_pos_d = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+        self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+        self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+
+    def _axis_terms(self, q: torch.Tensor, k_sizes: tuple[int, int, int]) -> list[torch.Tensor]:
+        """Per-axis relative terms ``q . R[i, j]``: ``b x D x H x W x k_size`` each, fp32."""
+        tables = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
+        letters = ("dkc", "hkc", "wkc")
+        out = []
+        with torch.autocast(q.device.type, enabled=False):  # keep the bias in fp32 under autocast
+            for axis, (table, k_size, spec) in enumerate(zip(tables, k_sizes, letters, strict=True)):
+                rel = relative_position_table(q.shape[1 + axis], k_size, table.float())
+                out.append(torch.einsum(f"bdhwc,{spec}->bdhwk", q.float(), rel))
+        return out
+
+    def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        b, d, h, w, c = x.shape
+        n, heads = d * h * w, self.num_heads
+        qkv = self.qkv(x).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
+        q_grid = q.reshape(b * heads, d, h, w, -1)
+        sizes = (d, h, w) if window is None else (window, window, window)
+        rel_d, rel_h, rel_w = self._axis_terms(q_grid, sizes)
+        # Bias for the real keys [0, d) x [0, h) x [0, w).
+        bias = (
+            rel_d[..., :d, None, None] + rel_h[..., None, :h, None] + rel_w[..., None, None, :w]
+        ).reshape(b, heads, n, n)
+        if window is not None:
+            k, v, bias = self._fold_padding(q, k, v, bias, (rel_d, rel_h, rel_w), (d, h, w))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(b, d, h, w, c))
+
+    def _fold_padding(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: torch.Tensor,
+        rel: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        real: tuple[int, int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Append one key standing for every padded key of the window.
+
+        A padded key's logit is ``scale q.b_k + A_d[kd] + A_h[kh] + A_w[kw]`` and its value
+        ``b_v``, so together the padded keys act as one key ``b_k`` with value ``b_v`` and bias
+        ``log sum_{padded} exp(A_d + A_h + A_w)``. The padded set (window minus the real box) is
+        split into three disjoint boxes (``kd`` past the real part; else ``kh`` past it; else
+        ``kw`` past it), each a product of per-axis sums, so no cancellation occurs.
+        """
+        b, heads, n, head_dim = q.shape
+        lse = [(r[..., :size].logsumexp(-1), r[..., size:].logsumexp(-1), r.logsumexp(-1))
+               for r, size in zip(rel, real, strict=True)]
+        (d_lo, d_hi, d_all), (h_lo, h_hi, h_all), (w_lo, w_hi, w_all) = lse
+        padded = torch.stack(
+            (d_hi + h_all + w_all, d_lo + h_hi + w_all, d_lo + h_lo + w_hi), dim=-1
+        ).logsumexp(-1)
+        bias = torch.cat((bias, padded.reshape(b, heads, n, 1)), dim=-1)
+        bias_k, bias_v = self.qkv.bias.reshape(3, heads, 1, head_dim)[1:].to(q.dtype)
+        k = torch.cat((k, bias_k.expand(b, heads, 1, head_dim)), dim=2)
+        v = torch.cat((v, bias_v.expand(b, heads, 1, head_dim)), dim=2)
+        return k, v, bias
+
+
+class Block3D(nn.Module):
+    """Pre-norm transformer block; ``window_size=0`` means global attention."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, window_size: int, grid_size: int
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention3D(dim, num_heads, window_size if window_size > 0 else grid_size)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``B x G x G x G x C`` tokens -> same shape."""
+        shortcut = x
+        x = self.norm1(x)
+        ws = self.window_size
+        grid = x.shape[1]
+        if ws <= 0 or ws == grid:
+            x = self.attn(x)
+        elif ws > grid:
+            x = self.attn(x, window=ws)
+        else:
+            x = _window_unpartition(self.attn(_window_partition(x, ws)), x.shape)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+def _window_partition(x: torch.Tensor, ws: int) -> torch.Tensor:
+    """``B x D x H x W x C`` (each of D, H, W a multiple of ``ws``) -> ``(B * nW) x ws^3 x C``."""
+    b, d, h, w, c = x.shape
+    x = x.view(b, d // ws, ws, h // ws, ws, w // ws, ws, c)
+    return x.permute(0, 1, 3, 5, 2, 4, 6, 7).reshape(-1, ws, ws, ws, c)
+
+
+def _window_unpartition(windows: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`_window_partition` back to ``shape`` (``B x D x H x W x C``)."""
+    b, d, h, w, c = shape
+    ws = windows.shape[1]
+    x = windows.view(b, d // ws, h // ws, w // ws, ws, ws, ws, c)
+    return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, w, c)
+
+
+class PatchEmbed3D(nn.Module):
+    """Non-overlapping cubic patches -> ``B x G x G x G x embed_dim`` tokens."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 4, 1)
+
+
+class ImageEncoderViT3D(nn.Module):
+    """Volume ``B x in_chans x S^3`` -> embedding ``B x prompt_embed_dim x G^3`` (float)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.img_size = cfg.img_size
+        grid, dim = cfg.embedding_size, cfg.encoder_embed_dim
+        self.patch_embed = PatchEmbed3D(cfg.patch_size, cfg.in_chans, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, grid, dim))
+        self.blocks = nn.ModuleList(
+            Block3D(
+                dim,
+                cfg.encoder_num_heads,
+                cfg.encoder_mlp_ratio,
+                0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size,
+                grid,
+            )
+            for i in range(cfg.encoder_depth)
+        )
+        out = cfg.prompt_embed_dim
+        self.neck = nn.Sequential(
+            nn.Conv3d(dim, out, kernel_size=1, bias=False),
+            LayerNorm3d(out),
+            nn.Conv3d(out, out, kernel_size=3, padding=1, bias=False),
+            LayerNorm3d(out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-3:] != (self.img_size,) * 3:
+            raise ValueError(
+                f"image encoder expects B x C x {self.img_size}^3 input, got {tuple(x.shape)}"
+            )
+        x = self.patch_embed(x) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.neck(x.permute(0, 4, 1, 2, 3))
