@@ -1,0 +1,1 @@
+"""Assets: raw data -> label trees and manifests -> model -> evaluation -> registry."""

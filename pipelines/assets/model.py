@@ -1,0 +1,125 @@
+"""The trained model (DVC stage ``train``, run through Dagster Pipes) and its evaluation."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from pipelines.metadata import png_markdown, table
+from pipelines.pipes_stage import flatten
+from pipelines.resources import DvcResource, MlflowResource, ProjectResource
+from pipelines.stages import run_stage, stage_env
+
+GROUP = "model"
+
+
+class TrainConfig(dg.Config):
+    """Run-config overrides of params.yaml's ``train`` section (empty: use params.yaml).
+
+    ``device`` is an execution detail: the run is still recorded in dvc.lock. A different
+    ``config`` is an experiment: it runs, but dvc.lock keeps params.yaml's record (``dvc status``
+    then shows the train stage as changed until params.yaml says the same).
+    """
+
+    device: str = ""
+    config: str = ""
+
+
+@dg.asset(
+    deps=["combined_manifest"],
+    group_name=GROUP,
+    kinds={"pytorch", "mlflow"},
+    pool="gpu",
+    description="Lightning training of the 3D SAM on simulated clicks (DVC stage `train`), "
+    "as a Dagster Pipes subprocess; tracked in MLflow.",
+)
+def trained_model(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    project: ProjectResource,
+    dvc: DvcResource,
+    mlflow: MlflowResource,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    params = project.params()
+    out = project.path / params["paths"]["train"]
+    summary_path = out / "summary.json"
+    overrides: list[str] = []
+    if config.device and config.device != params["train"]["device"]:
+        overrides.append(f"--device {config.device}")
+    experiment = bool(config.config and config.config != params["train"]["config"])
+    if experiment:
+        overrides.append(f"--config {config.config}")
+    if not overrides and dvc.is_up_to_date("train"):
+        context.log.info("DVC stage train is up to date: reporting its outputs")
+        metadata = flatten(json.loads(summary_path.read_text()))
+    else:
+        command = " ".join([dvc.stage_command("train"), *overrides])
+        invocation = pipes_subprocess_client.run(
+            context=context,
+            command=[
+                sys.executable,
+                "-m",
+                "pipelines.pipes_stage",
+                "--summary",
+                str(summary_path),
+                "--",
+                command,
+            ],
+            cwd=project.root,
+            env=stage_env(project, mlflow),
+        )
+        metadata = dict(invocation.get_materialize_result().metadata or {})
+        if experiment:
+            context.log.warning(
+                "trained with %s instead of params.yaml's %s: dvc.lock not updated",
+                config.config,
+                params["train"]["config"],
+            )
+        else:
+            dvc.commit("train")
+    summary = json.loads(summary_path.read_text())
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "mlflow_run": dg.MetadataValue.url(
+                mlflow.run_url(summary["experiment_id"], summary["run_id"])
+            ),
+            "best_checkpoint": dg.MetadataValue.path(summary["best_checkpoint"]),
+        }
+    )
+
+
+def evaluation_metadata(out: Path) -> dict[str, Any]:
+    """The per-category Dice table, the Dice-vs-clicks plot and the summary's numbers."""
+    summary = json.loads((out / "summary.json").read_text())
+    metadata: dict[str, Any] = dict(flatten(summary))
+    metadata["results_rows"] = int(
+        pd.read_parquet(out / "results.parquet", columns=["dice"]).shape[0]
+    )
+    for csv in sorted(out.glob("*.csv")):
+        metadata[f"table_{csv.stem}"] = table(pd.read_csv(csv))
+    for png in sorted(out.glob("*.png")):
+        metadata[f"plot_{png.stem}"] = png_markdown(png, png.stem)
+    return metadata
+
+
+@dg.asset(
+    deps=["trained_model", "combined_manifest"],
+    group_name=GROUP,
+    kinds={"parquet"},
+    description="Interactive evaluation (DVC stage `evaluate`): per-(case, class, click) Dice and "
+    "NSD, per-category tables and the Dice-vs-clicks plot.",
+)
+def evaluation(
+    context: dg.AssetExecutionContext,
+    project: ProjectResource,
+    dvc: DvcResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    ran = run_stage(context, "evaluate", project, dvc, mlflow)
+    out = project.path / project.params()["paths"]["eval"]
+    return dg.MaterializeResult(metadata={**evaluation_metadata(out), "ran": ran})

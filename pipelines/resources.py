@@ -1,0 +1,185 @@
+"""Typed resources: project paths, MLflow and DVC, with a local and a team configuration.
+
+Local (the embedded default): the project folder, MLflow on SQLite under ``mlflow/``, DVC with the
+project's ``.dvc-remote/``. Team: the same code with a tracking server (Postgres backend, S3
+artifacts) and an S3 DVC remote, chosen by configuration only (``NEUROSAM3D_DEPLOYMENT=team``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+from pipelines.params import DatasetParams, datasets, load_params
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
+
+# One DVC command at a time per workspace: threads of this process ...
+_THREAD_LOCK = threading.Lock()
+
+
+class ProjectResource(dg.ConfigurableResource):
+    """The project folder (absolute) holding params.yaml, dvc.yaml, data/ and work/."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+    def params(self) -> dict[str, Any]:
+        return load_params(self.path)
+
+    def datasets(self) -> dict[str, DatasetParams]:
+        return datasets(self.params())
+
+    def env(self) -> dict[str, str]:
+        """Environment for stage subprocesses: the project folder the library resolves paths in."""
+        return {"NEUROSAM3D_HOME": self.root}
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and registry.
+
+    ``tracking_uri`` unset means the library's resolution (``$MLFLOW_TRACKING_URI``, else the
+    embedded ``sqlite:///<project>/mlflow/mlflow.db``). ``ui_url`` only builds links.
+    ``lock_dir`` is where promotions serialise (see :mod:`neurosam3d.registry.lock`); on a team
+    deployment point it at storage every promoter shares.
+    """
+
+    tracking_uri: str | None = None
+    ui_url: str = "http://127.0.0.1:5000"
+    lock_dir: str | None = None
+
+    def uri(self) -> str:
+        from neurosam3d.tracking import resolve_tracking_uri
+
+        return resolve_tracking_uri(self.tracking_uri)
+
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        uri = self.uri()
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def locks(self) -> Path:
+        from neurosam3d.registry.lock import default_lock_dir
+
+        return Path(self.lock_dir) if self.lock_dir else default_lock_dir(self.uri())
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_TRACKING_URI": self.uri()}
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, name: str, version: str) -> str:
+        return f"{self.ui_url}/#/models/{name}/versions/{version}"
+
+
+class DvcResource(dg.ConfigurableResource):
+    """DVC on the project workspace; every call holds a process-level lock.
+
+    DVC takes a repository lock and fails at once when another DVC command holds it, so this
+    resource serialises its own calls across threads and processes (an exclusive ``flock`` on
+    ``.dvc/tmp/neurosam3d-dagster.lock``) instead of letting two steps collide.
+    ``remote`` (a name from ``.dvc/config``) receives the cache after each commit when ``push``.
+    """
+
+    root: str
+    remote: str = "local"
+    push: bool = False
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        path = Path(self.root) / ".dvc" / "tmp" / "neurosam3d-dagster.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK, path.open("a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def _repo(self) -> Iterator[Any]:
+        from dvc.repo import Repo
+
+        with self._locked(), Repo(self.root) as repo:
+            yield repo
+
+    def stage_command(self, stage: str) -> str:
+        """The shell command of ``stage`` with ``params.yaml`` substituted, exactly as DVC runs it."""
+        with self._repo() as repo:
+            (found,) = repo.stage.collect(stage)
+            return str(found.cmd)
+
+    def is_up_to_date(self, stage: str) -> bool:
+        """True when ``dvc status`` reports nothing for ``stage`` alone (deps, params, outs)."""
+        with self._repo() as repo:
+            return not repo.status(targets=[stage])
+
+    def commit(self, stage: str) -> None:
+        """Record ``stage``'s current deps, params and outs in dvc.lock and the cache."""
+        with self._repo() as repo:
+            repo.commit(stage, force=True)
+            if self.push:
+                repo.push(targets=[stage], remote=self.remote)
+
+    def track(self, path: str) -> str:
+        """``dvc add path`` (e.g. ``data``); returns the resulting hash of the folder."""
+        with self._repo() as repo:
+            (stage,) = repo.add(path)
+            if self.push:
+                repo.push(targets=[path], remote=self.remote)
+            return str(stage.outs[0].hash_info.value)
+
+    def folder_hash(self, path: str) -> str:
+        """DVC's md5 of a file or folder (``<md5>.dir`` for folders), as dvc.lock would record it."""
+        from dvc_data.hashfile.build import build
+
+        with self._repo() as repo:
+            _, _, obj = build(
+                repo.cache.local, str(Path(self.root) / path), repo.fs, "md5", dry_run=True
+            )
+            return str(obj.hash_info.value)
+
+    def graph(self) -> list[tuple[str, str]]:
+        """Edges (upstream stage, downstream stage) of the pipeline in ``dvc.yaml`` and ``*.dvc``."""
+        with self._repo() as repo:
+            return sorted((b.addressing, a.addressing) for a, b in repo.index.graph.edges)
+
+
+def local_resources(project: Path) -> dict[str, dg.ConfigurableResource]:
+    """The embedded default: everything inside ``project``."""
+    root = str(project.resolve())
+    return {
+        "project": ProjectResource(root=root),
+        "mlflow": MlflowResource(tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")),
+        "dvc": DvcResource(root=root, remote="local", push=False),
+    }
+
+
+def team_resources(project: Path) -> dict[str, dg.ConfigurableResource]:
+    """A team deployment: MLflow server (Postgres + S3) and an S3 DVC remote named ``team``."""
+    root = str(project.resolve())
+    return {
+        "project": ProjectResource(root=root),
+        "mlflow": MlflowResource(
+            tracking_uri=dg.EnvVar("MLFLOW_TRACKING_URI"),
+            ui_url=dg.EnvVar("MLFLOW_UI_URL"),
+            lock_dir=dg.EnvVar("NEUROSAM3D_LOCK_DIR"),
+        ),
+        "dvc": DvcResource(root=root, remote="team", push=True),
+    }

@@ -1,0 +1,55 @@
+"""Run a DVC stage's command from Dagster and record it in dvc.lock.
+
+Who executes: Dagster runs the stage's command itself (resolved by DVC from dvc.yaml and
+params.yaml, so it is byte-for-byte what ``dvc repro`` would run), skipping it when ``dvc status``
+says the stage is up to date, and then ``dvc commit``s the stage. Hence after a Dagster run
+``dvc status`` is clean, and after ``dvc repro`` Dagster finds every stage up to date and only
+reports the existing outputs.
+"""
+
+import os
+import subprocess
+
+import dagster as dg
+
+from pipelines.resources import DvcResource, MlflowResource, ProjectResource
+
+
+def stage_env(project: ProjectResource, mlflow: MlflowResource) -> dict[str, str]:
+    """The environment stage commands run in: ours plus the project folder and tracking URI."""
+    return {**os.environ, **project.env(), **mlflow.env()}
+
+
+def run_stage(
+    context: dg.AssetExecutionContext,
+    stage: str,
+    project: ProjectResource,
+    dvc: DvcResource,
+    mlflow: MlflowResource,
+) -> bool:
+    """Run ``stage`` unless it is up to date, then commit it; True when the command ran."""
+    if dvc.is_up_to_date(stage):
+        context.log.info("DVC stage %s is up to date: reporting its outputs", stage)
+        return False
+    command = dvc.stage_command(stage)
+    context.log.info("running DVC stage %s: %s", stage, command)
+    done = subprocess.run(
+        command,
+        shell=True,
+        cwd=project.root,
+        env=stage_env(project, mlflow),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.stdout:
+        context.log.info(done.stdout[-20000:])
+    if done.returncode != 0:
+        raise dg.Failure(
+            f"stage {stage} failed with exit code {done.returncode}",
+            metadata={"command": command, "stderr": dg.MetadataValue.text(done.stderr[-20000:])},
+        )
+    if done.stderr:
+        context.log.info(done.stderr[-20000:])
+    dvc.commit(stage)
+    return True
