@@ -65,7 +65,8 @@ class GridMap:
     ``matrix``: 4 x 4 float64, ``working = matrix @ original`` (homogeneous column vectors);
     ``shape``: working grid shape in voxels; ``spacing``: working voxel size in mm;
     ``affine``: working voxel -> world mm (``original_affine @ inv(matrix)``);
-    ``original_shape``: shape of the original array.
+    ``original_shape``/``original_spacing``: shape (voxels) and voxel size (mm) of the original
+    array.
     """
 
     matrix: np.ndarray
@@ -73,6 +74,7 @@ class GridMap:
     spacing: tuple[float, float, float]
     affine: np.ndarray
     original_shape: Vec3
+    original_spacing: tuple[float, float, float]
 
     @property
     def resamples(self) -> bool:
@@ -138,6 +140,7 @@ def plan_grid(
         spacing=tuple(float(s) for s in spacing / zoom),  # type: ignore[arg-type]
         affine=affine @ np.linalg.inv(matrix),
         original_shape=shape3,  # type: ignore[arg-type]
+        original_spacing=tuple(float(x) for x in np.sqrt((affine[:3, :3] ** 2).sum(axis=0))),  # type: ignore[arg-type]
     )
 
 

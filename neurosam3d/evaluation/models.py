@@ -1,0 +1,79 @@
+"""Resolve the model to evaluate: an ``nn.Module``, a checkpoint file or ``models:/NAME@ALIAS``.
+
+:func:`download_registered_checkpoint` is the one place that turns an MLflow model URI
+(``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``) into a local checkpoint file; the registry
+and the demo reuse it. MLflow is imported inside the function (it costs about 2 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+MODEL_URI_PREFIX = "models:/"
+#: File endings recognised as checkpoints inside a registered model's artifacts.
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
+
+
+def download_registered_checkpoint(
+    model_uri: str, dst_dir: str | os.PathLike[str], tracking_uri: str | None = None
+) -> Path:
+    """Download the registered model ``model_uri`` into ``dst_dir``; return its checkpoint file.
+
+    The model version's artifacts must hold exactly one file ending in one of
+    :data:`CHECKPOINT_SUFFIXES`. ``tracking_uri`` defaults to :func:`neurosam3d.tracking.resolve_tracking_uri`.
+    """
+    if not model_uri.startswith(MODEL_URI_PREFIX):
+        raise ValueError(
+            f"{model_uri!r} is not an MLflow model URI (models:/NAME@ALIAS or models:/NAME/VERSION)"
+        )
+    import mlflow
+
+    from neurosam3d.tracking import resolve_tracking_uri
+
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst_dir)))
+    files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+    found = [p for p in files if p.name.endswith(CHECKPOINT_SUFFIXES)]
+    if len(found) != 1:
+        raise ValueError(
+            f"{model_uri}: expected exactly one checkpoint ({', '.join(CHECKPOINT_SUFFIXES)}) in the "
+            f"registered model's artifacts, found {[str(p.relative_to(local)) for p in found] or 'none'}"
+        )
+    logger.info("downloaded %s -> %s", model_uri, found[0])
+    return found[0]
+
+
+def resolve_model(
+    model: torch.nn.Module | str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    device: str = "cpu",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> torch.nn.Module:
+    """A model in eval mode on ``device`` from a module, a checkpoint path or a model URI.
+
+    ``name`` is the architecture (``build_model`` name) when it cannot be detected from the
+    checkpoint's keys; ``cache_dir`` receives downloaded registered models (default: a folder
+    under the system temp directory).
+    """
+    if isinstance(model, torch.nn.Module):
+        return model.to(device).eval()
+    from neurosam3d.model import load_checkpoint
+
+    source = str(model)
+    if source.startswith(MODEL_URI_PREFIX):
+        import tempfile
+
+        cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="neurosam3d-model-"))
+        path = download_registered_checkpoint(source, cache)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return load_checkpoint(path, name=name).to(device).eval()
