@@ -11,6 +11,9 @@ import logging
 
 import typer
 
+from neurosam3d.cli.promote import promote
+from neurosam3d.cli.register import register
+
 app = typer.Typer(
     name="neurosam3d",
     help="NeuroSAM3D: data preparation, training, evaluation and registry for 3D promptable segmentation.",
@@ -31,6 +34,13 @@ def _root(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+app.command()(register)
+app.command()(promote)
+
+
 def main() -> None:
     """Console entry point."""
     app()
+
+
+from neurosam3d.cli import evaluate, predict  # noqa: E402, F401  (registers the commands)

@@ -1,0 +1,200 @@
+"""Register a trained model as an MLflow model version and mark it ``@challenger``.
+
+What a version holds (logged into the training run, so model, metrics and evaluation sit in one
+run): an MLflow ``pyfunc`` model (:class:`~neurosam3d.registry.pyfunc.PromptableSegmenter`: a NIfTI
+image and clicks in, a mask out) whose artifacts are the weights (``weights.safetensors``, the
+only checkpoint file in the model, which ``models:/NAME@ALIAS`` resolves to) and the
+architecture (``config.json``); beside it in the run, the raw checkpoint in the SAM-Med3D release
+format (``release/``), the evaluation's tables (``log_table``), plot and summary. Version tags:
+data version, git commit, training-manifest hash, checkpoint hash and the evaluation scores the
+promotion gate reads (:mod:`neurosam3d.registry.tags`).
+
+Idempotent: a checkpoint already registered under ``name`` (same SHA-256) is not registered
+again; its version is returned and made ``@challenger``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from neurosam3d.registry import tags as T
+from neurosam3d.registry.gate import EvalScores
+from neurosam3d.registry.lock import registry_lock
+
+log = logging.getLogger(__name__)
+
+#: Evaluation tables logged with ``log_table`` (MLflow caps a run at about 80 tables).
+LOGGED_TABLES = ("categories", "by_category", "by_dataset", "by_modality", "by_class")
+_REQUIREMENTS = ("torch", "numpy", "pandas", "nibabel", "safetensors", "scipy", "pyyaml", "isal")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The registered version (also written as ``registration.json`` by the CLI)."""
+
+    name: str
+    version: str
+    run_id: str
+    experiment_id: str
+    model_uri: str
+    checkpoint_sha256: str
+    created: bool
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+def scores_from_summary(summary: dict[str, Any]) -> EvalScores:
+    """The gate's view of an evaluation ``summary.json`` (mean and per-category Dice at its gate clicks)."""
+    clicks = int(summary["gate_clicks"])
+    mean = summary["mean_dice"].get(str(clicks))
+    return EvalScores(
+        manifest_sha256=str(summary["manifest_sha256"]),
+        clicks=clicks,
+        mean=float("nan") if mean is None else float(mean),
+        categories={
+            str(k): float("nan") if v is None else float(v)
+            for k, v in summary["category_dice"].items()
+        },
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for package in _REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pins.append(package)
+    return pins
+
+
+def _existing(client: Any, name: str, checkpoint_sha256: str) -> Any | None:
+    found = client.search_model_versions(
+        f"name = '{name}' and tags.`{T.CHECKPOINT_SHA256}` = '{checkpoint_sha256}'"
+    )
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path]:
+    """Weights (safetensors), architecture (JSON) and release-format checkpoint of ``checkpoint``."""
+    from safetensors.torch import save_file
+
+    from neurosam3d.model import export_release, load_checkpoint
+
+    model = load_checkpoint(checkpoint)
+    weights = folder / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    config = folder / "config.json"
+    config.write_text(json.dumps(asdict(model.config), indent=2, sort_keys=True) + "\n")
+    release = folder / "release" / f"{checkpoint.stem}.pth"
+    release.parent.mkdir()
+    export_release(model, release)
+    return weights, config, release
+
+
+def _log_evaluation(mlflow: Any, evaluation_dir: Path) -> None:
+    import pandas as pd
+
+    tables = evaluation_dir / "tables"
+    for name in LOGGED_TABLES:
+        csv = tables / f"{name}.csv"
+        if csv.exists():
+            mlflow.log_table(pd.read_csv(csv), artifact_file=f"evaluation/{name}.json")
+    for path in [*sorted(evaluation_dir.glob("*.png")), evaluation_dir / "summary.json"]:
+        mlflow.log_artifact(str(path), "evaluation")
+    if tables.is_dir():
+        mlflow.log_artifacts(str(tables), "evaluation/tables")
+
+
+def register_model(
+    *,
+    tracking_uri: str,
+    name: str,
+    train_summary: Path,
+    evaluation_dir: Path,
+    lock_dir: Path,
+    data_version: str | None = None,
+    git_commit: str | None = None,
+) -> Registration:
+    """Register the best checkpoint of a training run (``train_summary``: its ``summary.json``)
+    with the evaluation in ``evaluation_dir`` (``summary.json``, ``tables/``, plot)."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from neurosam3d.registry.pyfunc import PromptableSegmenter
+
+    trained = json.loads(train_summary.read_text())
+    evaluation = json.loads((evaluation_dir / "summary.json").read_text())
+    checkpoint = Path(trained["best_checkpoint"])
+    digest = file_sha256(checkpoint)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    run_id, experiment_id = str(trained["run_id"]), str(trained["experiment_id"])
+    with registry_lock(lock_dir, name):
+        try:
+            client.create_registered_model(
+                name, description="NeuroSAM3D promptable 3D segmentation"
+            )
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        existing = _existing(client, name, digest)
+        if existing is not None:
+            version, created = str(existing.version), False
+            log.info("%s v%s already holds checkpoint %s", name, version, digest[:12])
+        else:
+            run_tags = client.get_run(run_id).data.tags
+            version_tags = {
+                T.CHECKPOINT_SHA256: digest,
+                T.DATA_VERSION: data_version or "unknown",
+                T.GIT_COMMIT: git_commit or run_tags.get("mlflow.source.git.commit", "unknown"),
+                T.TRAIN_MANIFEST_SHA256: run_tags.get("neurosam3d.manifest_sha256", "unknown"),
+                **T.scores_to_tags(scores_from_summary(evaluation)),
+            }
+            signature = ModelSignature(
+                inputs=Schema([ColSpec("string", "image"), ColSpec("string", "points")]),
+                outputs=Schema([ColSpec("string", "mask"), ColSpec("long", "voxels")]),
+            )
+            mlflow.set_tracking_uri(tracking_uri)
+            with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+                weights, config, release = _export(checkpoint, Path(tmp))
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=PromptableSegmenter(),
+                    artifacts={"weights": str(weights), "config": str(config)},
+                    pip_requirements=_requirements(),
+                    signature=signature,
+                )
+                mlflow.log_artifact(str(release), "release")
+                _log_evaluation(mlflow, evaluation_dir)
+            registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+            version, created = str(registered.version), True
+            log.info("registered %s v%s from run %s", name, version, run_id)
+        client.set_registered_model_alias(name, T.CHALLENGER, version)
+    return Registration(
+        name=name,
+        version=version,
+        run_id=run_id,
+        experiment_id=experiment_id,
+        model_uri=f"models:/{name}/{version}",
+        checkpoint_sha256=digest,
+        created=created,
+    )
