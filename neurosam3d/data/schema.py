@@ -1,8 +1,9 @@
-"""The Parquet manifest and quarantine schemas (documented in docs/manifest.md).
+"""The Parquet manifest, absent-class and quarantine schemas (documented in docs/manifest.md).
 
-One manifest row per (dataset, split, case, class). Paths are POSIX, relative to the label-tree
-root (the ``--out`` folder of ``neurosam3d prepare``). Geometry columns describe the image grid the
-mask lies on; voxel indices follow the NIfTI array axes (i, j, k), not world coordinates.
+One manifest row per (dataset, split, case, class present). Tree paths are POSIX, relative to
+the label-tree root (the ``--out`` folder of ``neurosam3d prepare``); raw paths are relative to
+the dataset's raw folder. Geometry columns describe the image grid the mask lies on; voxel
+indices follow the NIfTI array axes (i, j, k), not world coordinates.
 """
 
 from __future__ import annotations
@@ -33,12 +34,26 @@ MANIFEST_SCHEMA = pa.schema(
         pa.field("bbox_max", _vec3_int, nullable=False),  # exclusive voxel index (i, j, k)
         pa.field("spacing", _vec3_float, nullable=False),  # mm along (i, j, k)
         pa.field("shape", _vec3_int, nullable=False),  # voxels along (i, j, k)
-        pa.field("mask_sha256", pa.string(), nullable=False),  # of the C-order uint8 voxel bytes
+        pa.field(
+            "mask_sha256", pa.string(), nullable=False
+        ),  # of the mask file's bytes (sha256sum)
         pa.field("licence", pa.string(), nullable=False),
         pa.field("source_image", pa.string(), nullable=False),  # raw file, relative to raw root
         pa.field("source_label", pa.string(), nullable=False),  # raw file, relative to raw root
     ],
     metadata={b"neurosam3d.schema": b"manifest/1"},
+)
+
+#: Classes a case's label source declares but that have no voxel in it (no mask is written).
+ABSENT_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("case_id", pa.string(), nullable=False),
+        pa.field("class_name", pa.string(), nullable=False),
+        pa.field("label_value", pa.int32()),  # null for per-class files
+    ],
+    metadata={b"neurosam3d.schema": b"absent/1"},
 )
 
 QUARANTINE_SCHEMA = pa.schema(

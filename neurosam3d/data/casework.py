@@ -1,0 +1,401 @@
+"""Prepare one case: read each raw file once, write the image once and one mask per class present.
+
+:func:`run_case` is what a worker process runs. It skips a case whose record says nothing
+changed (:mod:`neurosam3d.data.records`); otherwise it loads and validates every input *before*
+writing, writes the image channel(s) in their native dtype, then one binary uint8 mask per class
+present on exactly the image grid (a label on another grid is placed by world coordinates,
+nearest neighbour; one that does not overlap the image is rejected), then the record. Stale
+outputs of an earlier version of the case are removed. Paths in rows are POSIX, relative to the
+output root; bounding boxes are half-open voxel indices (i, j, k); spacing is in mm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from neurosam3d.data import grid
+from neurosam3d.data.cases import CaseSpec
+from neurosam3d.data.labels import ClassSpec, sanitise_class_name
+from neurosam3d.data.masks import (
+    ClassVoxels,
+    MaskEncoder,
+    box_of,
+    class_mask,
+    label_statistics,
+    sha256_hex,
+    union_box,
+)
+from neurosam3d.data.problems import CaseRejected, Kind, Problem
+from neurosam3d.data.records import (
+    FORMAT_VERSION,
+    file_digest,
+    outputs_intact,
+    read_record,
+    records_dir,
+    write_record,
+)
+from neurosam3d.data.volumes import (
+    check_finite,
+    integer_labels,
+    native_array,
+    read_nifti,
+    squeeze_to_3d,
+)
+from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, save_nifti
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    """Parameters that change the output: optional target spacing (mm) and gzip level (1-3)."""
+
+    resample_spacing: tuple[float, float, float] | None = None
+    compresslevel: int = DEFAULT_COMPRESSLEVEL
+
+    def as_key(self) -> dict[str, Any]:
+        spacing = list(self.resample_spacing) if self.resample_spacing else None
+        return {"resample_spacing": spacing, "compresslevel": self.compresslevel}
+
+
+@dataclass
+class CaseOutcome:
+    """A case's record (see records.py) and whether it was skipped as unchanged."""
+
+    case_id: str
+    record: dict[str, Any]
+    skipped: bool
+
+
+@dataclass
+class _Grid:
+    """The output grid of a case: shape (voxels), affine (voxel -> mm) and a header source."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    like: nib.Nifti1Image
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(x) for x in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
+
+@dataclass
+class _Written:
+    """Outputs written so far (relative path -> size), removed again if the case is rejected."""
+
+    out_root: Path
+    files: dict[str, int] = field(default_factory=dict)
+
+    def put(self, rel: str, data: bytes) -> None:
+        atomic_write_bytes(self.out_root / rel, data)
+        self.files[rel] = len(data)
+
+    def put_image(self, rel: str, image: nib.Nifti1Image, compresslevel: int) -> None:
+        self.files[rel] = save_nifti(image, self.out_root / rel, compresslevel=compresslevel)
+
+    def discard(self) -> None:
+        for rel in self.files:
+            (self.out_root / rel).unlink(missing_ok=True)
+        self.files.clear()
+
+
+def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
+    """Everything the case's output depends on (hashes every raw input)."""
+    return {
+        "format": FORMAT_VERSION,
+        "params": params.as_key(),
+        "split": spec.split,
+        "modality": spec.modality,
+        "images": [[s.channel, spec.relative(s.path), s.index] for s in spec.images],
+        "label_map": spec.relative(spec.label_map) if spec.label_map else None,
+        "classes": [[c.name, c.raw_name, list(c.values)] for c in spec.classes],
+        "known_values": list(spec.known_values),
+        "class_files": [[c.name, spec.relative(p)] for c, p in spec.class_files],
+        "inputs": [[spec.relative(p), *file_digest(p)] for p in spec.inputs if p.is_file()],
+    }
+
+
+def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutcome:
+    """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date."""
+    record_path = records_dir(out_root, spec.dataset) / f"{spec.case_id}.json"
+    key = case_key(spec, params)
+    old = read_record(record_path)
+    if old is not None and old.get("key") == key and outputs_intact(out_root, old):
+        return CaseOutcome(spec.case_id, old, skipped=True)
+    written = _Written(out_root)
+    problems: list[Problem] = []
+    rows: list[dict[str, Any]] = []
+    absent: list[dict[str, Any]] = []
+    try:
+        rows, absent = _build(spec, params, written, problems)
+    except CaseRejected as exc:
+        written.discard()
+        rows, absent = [], []
+        problems.append(Problem(spec.dataset, spec.case_id, None, exc.path, exc.problem, exc.kind))
+    except Exception as exc:  # unforeseen input or a bug: report it, go on with the other cases
+        written.discard()
+        log.exception("%s/%s: unexpected error", spec.dataset, spec.case_id)
+        problem = Problem(
+            spec.dataset,
+            spec.case_id,
+            None,
+            spec.relative(spec.images[0].path),
+            f"unexpected {type(exc).__name__}: {exc}",
+            Kind.PROCESSING_ERROR,
+        )
+        # No record is written, so the next run retries the case.
+        record = {
+            "key": key,
+            "outputs": {},
+            "rows": [],
+            "absent": [],
+            "problems": [problem.as_row()],
+        }
+        return CaseOutcome(spec.case_id, record, skipped=False)
+    record = {
+        "key": key,
+        "outputs": dict(sorted(written.files.items())),
+        "rows": rows,
+        "absent": absent,
+        "problems": [p.as_row() for p in sorted(problems)],
+    }
+    for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
+        remove_output(out_root / rel)
+    write_record(record_path, record)
+    return CaseOutcome(spec.case_id, record, skipped=False)
+
+
+def remove_output(path: Path) -> None:
+    """Delete an output file, and its folder if that is now empty (a class no longer present)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
+
+
+def _image_folder(split: str, channel: str, multi: bool) -> str:
+    return f"images{split}_{sanitise_class_name(channel)}" if multi else f"images{split}"
+
+
+def _load_channels(spec: CaseSpec) -> tuple[list[np.ndarray], nib.Nifti1Image]:
+    """Validated channel arrays (I, J, K) in native dtype, and the primary channel's image."""
+    loaded: dict[Path, tuple[nib.Nifti1Image, np.ndarray]] = {}
+    arrays: list[np.ndarray] = []
+    primary: nib.Nifti1Image | None = None
+    for source in spec.images:
+        rel = spec.relative(source.path)
+        if source.path not in loaded:
+            image = read_nifti(source.path, spec.relative)
+            loaded[source.path] = (image, native_array(np.asanyarray(image.dataobj), image))
+        image, data = loaded[source.path]
+        if source.index is not None:
+            if data.ndim != 4 or data.shape[3] <= source.index:
+                raise CaseRejected(
+                    Kind.BAD_IMAGE,
+                    rel,
+                    f"image shape {data.shape} has no channel {source.index} ({source.channel}); "
+                    f"dataset.json declares {len(spec.images)} channels on the last axis",
+                )
+            data = data[..., source.index]
+        data = squeeze_to_3d(data, rel, Kind.BAD_IMAGE, "image")
+        check_finite(data, rel)
+        if primary is None:
+            primary = image
+        elif not grid.same_grid(data.shape, image.affine, arrays[0].shape, primary.affine):
+            raise CaseRejected(
+                Kind.GRID_MISMATCH,
+                rel,
+                f"channel {source.channel} is not on the primary channel's grid",
+            )
+        arrays.append(data)
+    assert primary is not None
+    return arrays, primary
+
+
+def _build(
+    spec: CaseSpec, params: PrepareParams, written: _Written, problems: list[Problem]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    channels, primary = _load_channels(spec)
+    target = _Grid(channels[0].shape, primary.affine, primary)
+    if params.resample_spacing:
+        shape, affine = grid.spacing_grid(target.shape, target.affine, params.resample_spacing)
+        channels = [grid.resample_linear(c, target.affine, shape, affine) for c in channels]
+        target = _Grid(shape, affine, primary)
+    if spec.label_map is not None:
+        labels = _load_label_map(spec, spec.label_map, target)
+        found = _classes_in_label_map(spec, labels, problems)
+        masks = ((v.spec, v.voxel_count, v.box, lambda v=v: class_mask(labels, v)) for v in found)
+        present = {v.spec.name for v in found}
+        source_label = spec.relative(spec.label_map)
+    else:
+        masks = _class_file_masks(spec, target, problems)
+        present, source_label = None, None
+    image_paths = _write_channels(spec, channels, target, written, params)
+    encoder = MaskEncoder(target.shape, target.affine, target.like, params.compresslevel)
+    rows = []
+    for cls, count, box, build in masks:
+        rel = f"{spec.dataset}/labels{spec.split}/{cls.name}/{spec.case_id}.nii.gz"
+        data = encoder.encode(build())
+        written.put(rel, data)
+        rows.append(
+            _row(spec, cls, count, box, target, image_paths, rel, sha256_hex(data), source_label)
+        )
+    if not rows:
+        raise CaseRejected(
+            Kind.EMPTY_LABEL,
+            source_label or spec.relative(spec.images[0].path),
+            "no voxel of any known class in this case",
+        )
+    present = present if present is not None else {r["class_name"] for r in rows}
+    declared = spec.classes if spec.label_map is not None else [c for c, _ in spec.class_files]
+    absent = [
+        {
+            "dataset": spec.dataset,
+            "split": spec.split,
+            "case_id": spec.case_id,
+            "class_name": c.name,
+            "label_value": c.label_value,
+        }
+        for c in sorted(declared)
+        if c.name not in present
+    ]
+    return rows, absent
+
+
+def _write_channels(
+    spec: CaseSpec,
+    channels: list[np.ndarray],
+    target: _Grid,
+    written: _Written,
+    params: PrepareParams,
+) -> list[str]:
+    multi = len(channels) > 1
+    paths = []
+    for source, data in zip(spec.images, channels, strict=True):
+        rel = f"{spec.dataset}/{_image_folder(spec.split, source.channel, multi)}/{spec.case_id}.nii.gz"
+        written.put_image(
+            rel, make_image(data, target.affine, like=target.like), params.compresslevel
+        )
+        paths.append(rel)
+    return paths
+
+
+def _on_grid(data: np.ndarray, affine: np.ndarray, target: _Grid, rel: str) -> np.ndarray:
+    """``data`` placed on the target grid (nearest neighbour by world coordinates)."""
+    if grid.same_grid(data.shape, affine, target.shape, target.affine):
+        return data
+    if not grid.overlaps(data.shape, affine, target.shape, target.affine):
+        raise CaseRejected(
+            Kind.GRID_MISMATCH,
+            rel,
+            f"label grid {data.shape} does not overlap the image grid {target.shape} in world "
+            "space (a different subject or a wrong affine?)",
+        )
+    placed = grid.resample_nearest(data, affine, target.shape, target.affine)
+    if data.any() and not placed.any():
+        raise CaseRejected(
+            Kind.GRID_MISMATCH, rel, "no labelled voxel of this label falls inside the image"
+        )
+    return placed
+
+
+def _load_label_map(spec: CaseSpec, path: Path, target: _Grid) -> np.ndarray:
+    rel = spec.relative(path)
+    image = read_nifti(path, spec.relative)
+    data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "label map")
+    labels = integer_labels(data, rel)
+    labels = _on_grid(labels, image.affine, target, rel)
+    if not labels.any():
+        raise CaseRejected(Kind.EMPTY_LABEL, rel, "label map is all zero (no labelled voxel)")
+    return labels
+
+
+def _classes_in_label_map(
+    spec: CaseSpec, labels: np.ndarray, problems: list[Problem]
+) -> list[ClassVoxels]:
+    counts, boxes = label_statistics(labels)
+    mapped = {v for c in spec.classes for v in c.values} | set(spec.known_values)
+    unknown = sorted(set(counts) - mapped)
+    rel = spec.relative(spec.label_map) if spec.label_map else ""
+    if unknown:
+        voxels = sum(counts[v] for v in unknown)
+        problems.append(
+            Problem(
+                spec.dataset,
+                spec.case_id,
+                None,
+                rel,
+                f"label values {unknown} ({voxels} voxels) are not in the label map; "
+                "they are left out of every mask (add them to the config's labels to keep them)",
+                Kind.UNKNOWN_LABEL_VALUE,
+            )
+        )
+    found = []
+    for cls in spec.classes:
+        values = [v for v in cls.values if v in counts]
+        if values:
+            box = union_box([boxes[v] for v in values])
+            found.append(ClassVoxels(cls, sum(counts[v] for v in values), box))
+    return found
+
+
+def _class_file_masks(spec: CaseSpec, target: _Grid, problems: list[Problem]):
+    """Yield (class, voxel count, box, mask builder) per non-empty class file; log problems."""
+    for cls, path in spec.class_files:
+        rel = spec.relative(path)
+        try:
+            image = read_nifti(path, spec.relative)
+            data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "class mask")
+            data = _on_grid(integer_labels(data, rel), image.affine, target, rel)
+        except CaseRejected as exc:
+            problems.append(
+                Problem(spec.dataset, spec.case_id, cls.name, exc.path, exc.problem, exc.kind)
+            )
+            continue
+        mask = np.not_equal(data, 0).view(np.uint8)
+        box = box_of(mask)
+        if box is not None:
+            yield cls, int(np.count_nonzero(mask)), box, lambda mask=mask: np.asfortranarray(mask)
+
+
+def _row(
+    spec: CaseSpec,
+    cls: ClassSpec,
+    count: int,
+    box: tuple[slice, ...],
+    target: _Grid,
+    image_paths: list[str],
+    mask_path: str,
+    digest: str,
+    source_label: str | None,
+) -> dict[str, Any]:
+    spacing = target.spacing
+    return {
+        "dataset": spec.dataset,
+        "split": spec.split,
+        "case_id": spec.case_id,
+        "class_name": cls.name,
+        "label_value": cls.label_value,
+        "modality": spec.modality,
+        "channels": [s.channel for s in spec.images],
+        "image_path": image_paths[0],
+        "image_paths": image_paths,
+        "mask_path": mask_path,
+        "voxel_count": count,
+        "volume_mm3": float(count * spacing[0] * spacing[1] * spacing[2]),
+        "bbox_min": [int(s.start) for s in box],
+        "bbox_max": [int(s.stop) for s in box],
+        "spacing": list(spacing),
+        "shape": list(target.shape),
+        "mask_sha256": digest,
+        "source_image": spec.relative(spec.images[0].path),
+        "source_label": source_label or spec.relative(dict(spec.class_files)[cls]),
+    }

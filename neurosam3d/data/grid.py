@@ -1,0 +1,96 @@
+"""Voxel grids: matching, nearest-neighbour placement by world coordinates, target spacing.
+
+A grid is a shape ``(I, J, K)`` in voxels plus a 4x4 affine mapping voxel indices (i, j, k) to
+world coordinates in mm. Resampling maps each *output* voxel centre to world space and back into
+the source's voxel space (``inv(A_src) @ A_dst``), so orientation and origin are respected.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import ndimage
+
+#: Affines equal within this tolerance (mm, and direction cosines x spacing) are the same grid.
+AFFINE_ATOL = 1e-3
+
+
+def same_grid(
+    shape_a: tuple[int, ...], affine_a: np.ndarray, shape_b: tuple[int, ...], affine_b: np.ndarray
+) -> bool:
+    """Same shape and (within ``AFFINE_ATOL``) the same voxel -> world mapping."""
+    return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=AFFINE_ATOL)
+
+
+def _voxel_map(src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
+    """4x4 matrix taking destination voxel indices to source voxel indices."""
+    return np.linalg.inv(src_affine) @ dst_affine
+
+
+def overlaps(
+    src_shape: tuple[int, ...],
+    src_affine: np.ndarray,
+    dst_shape: tuple[int, ...],
+    dst_affine: np.ndarray,
+) -> bool:
+    """Whether the destination grid's box intersects the source volume (voxel-centre extents)."""
+    corners = np.array(list(itertools.product(*[(0, n - 1) for n in dst_shape[:3]])), float)
+    mapped = (_voxel_map(src_affine, dst_affine) @ np.c_[corners, np.ones(8)].T)[:3]
+    low, high = mapped.min(axis=1), mapped.max(axis=1)
+    return bool(np.all(high >= -0.5) and np.all(low <= np.array(src_shape[:3]) - 0.5))
+
+
+def resample_nearest(
+    data: np.ndarray,
+    src_affine: np.ndarray,
+    dst_shape: tuple[int, int, int],
+    dst_affine: np.ndarray,
+) -> np.ndarray:
+    """Nearest-neighbour resampling of a 3D (label) array onto another grid; 0 outside.
+
+    ``data`` (I, J, K) any integer dtype -> (dst_shape) same dtype, Fortran order.
+    """
+    matrix = _voxel_map(src_affine, dst_affine)
+    out = np.zeros(dst_shape, dtype=data.dtype, order="F")
+    ndimage.affine_transform(
+        data, matrix[:3, :3], offset=matrix[:3, 3], output=out, order=0, mode="constant", cval=0
+    )
+    return out
+
+
+def spacing_grid(
+    shape: tuple[int, int, int], affine: np.ndarray, spacing_mm: tuple[float, float, float]
+) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The grid covering the same field of view at ``spacing_mm`` (same axes and first voxel).
+
+    Returns (shape, affine); each axis keeps its direction, voxel (0, 0, 0) keeps its centre.
+    """
+    current = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    factor = np.asarray(spacing_mm, float) / current
+    new_shape = tuple(max(1, round(n / f)) for n, f in zip(shape[:3], factor, strict=True))
+    new_affine = affine.copy()
+    new_affine[:3, :3] = affine[:3, :3] * factor
+    return new_shape, new_affine
+
+
+def resample_linear(
+    data: np.ndarray,
+    src_affine: np.ndarray,
+    dst_shape: tuple[int, int, int],
+    dst_affine: np.ndarray,
+) -> np.ndarray:
+    """Trilinear resampling of an image; the result keeps ``data``'s dtype (ints rounded, clipped)."""
+    matrix = _voxel_map(src_affine, dst_affine)
+    out = ndimage.affine_transform(
+        data.astype(np.float32),
+        matrix[:3, :3],
+        offset=matrix[:3, 3],
+        output_shape=dst_shape,
+        order=1,
+        mode="nearest",
+    )
+    if np.issubdtype(data.dtype, np.integer):
+        info = np.iinfo(data.dtype)
+        out = np.clip(np.rint(out), info.min, info.max)
+    return np.asfortranarray(out.astype(data.dtype))

@@ -1,0 +1,120 @@
+"""Parquet tables: per-dataset manifests, absent classes and quarantine, and the combined ones.
+
+Under the output root (docs/manifest.md):
+``manifests/<dataset>_<split>.parquet`` (one per split the dataset has),
+``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``, and the
+combined ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet``, rebuilt from every
+per-dataset file in ``manifests/`` so that they cover all datasets prepared into the root. Each
+file carries its schema name in its metadata; rows are sorted, so the same rows give the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from neurosam3d.data.schema import (
+    ABSENT_SCHEMA,
+    MANIFEST_SCHEMA,
+    QUARANTINE_SCHEMA,
+    SPLITS,
+    check_schema,
+)
+from neurosam3d.io.atomic import atomic_path
+
+MANIFESTS_DIR = "manifests"
+COMBINED = {
+    MANIFEST_SCHEMA: "manifest.parquet",
+    ABSENT_SCHEMA: "absent.parquet",
+    QUARANTINE_SCHEMA: "quarantine.parquet",
+}
+_SORT = {
+    MANIFEST_SCHEMA: ["dataset", "split", "case_id", "class_name"],
+    ABSENT_SCHEMA: ["dataset", "split", "case_id", "class_name"],
+    QUARANTINE_SCHEMA: ["dataset", "case_id", "class_name", "path", "kind", "problem"],
+}
+_SCHEMA_KEY = b"neurosam3d.schema"
+
+
+def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    if table.num_rows:
+        table = table.sort_by([(c, "ascending") for c in _SORT[schema]])
+    return table
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write ``table`` atomically as zstd Parquet (deterministic for the same rows)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:
+    """Per-dataset files: each split, ``absent`` and ``quarantine``."""
+    folder = out_root / MANIFESTS_DIR
+    names = [*SPLITS, "absent", "quarantine"]
+    return {name: folder / f"{dataset}_{name}.parquet" for name in names}
+
+
+def write_dataset_tables(
+    out_root: Path,
+    dataset: str,
+    rows_by_split: dict[str, list[dict[str, Any]]],
+    absent: list[dict[str, Any]],
+    problems: list[dict[str, Any]],
+) -> dict[str, Path]:
+    """Write a dataset's per-split manifests (only its splits; others removed), absent, quarantine."""
+    paths = dataset_table_paths(out_root, dataset)
+    written = {}
+    for split in SPLITS:
+        if split in rows_by_split:
+            write_table(_sorted_table(rows_by_split[split], MANIFEST_SCHEMA), paths[split])
+            written[split] = paths[split]
+        else:
+            paths[split].unlink(missing_ok=True)
+    write_table(_sorted_table(absent, ABSENT_SCHEMA), paths["absent"])
+    write_table(_sorted_table(problems, QUARANTINE_SCHEMA), paths["quarantine"])
+    return written | {"absent": paths["absent"], "quarantine": paths["quarantine"]}
+
+
+@contextlib.contextmanager
+def _locked(out_root: Path) -> Iterator[None]:
+    lock = out_root / MANIFESTS_DIR / ".lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def rebuild_combined(out_root: Path) -> dict[str, Path]:
+    """Rebuild ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` from ``manifests/``.
+
+    Serialised by a file lock, so datasets prepared concurrently into one root do not lose rows.
+    """
+    with _locked(out_root):
+        parts: dict[pa.Schema, list[pa.Table]] = {schema: [] for schema in COMBINED}
+        for path in sorted((out_root / MANIFESTS_DIR).glob("*.parquet")):
+            table = pq.read_table(path)
+            for schema in COMBINED:
+                if (table.schema.metadata or {}).get(_SCHEMA_KEY) == schema.metadata[_SCHEMA_KEY]:
+                    check_schema(table, schema, str(path))
+                    parts[schema].append(table.cast(schema))
+        result = {}
+        for schema, name in COMBINED.items():
+            tables = parts[schema] or [schema.empty_table()]
+            combined = pa.concat_tables(tables)
+            if combined.num_rows:
+                combined = combined.sort_by([(c, "ascending") for c in _SORT[schema]])
+            write_table(combined, out_root / name)
+            result[name] = out_root / name
+        return result

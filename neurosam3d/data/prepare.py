@@ -1,0 +1,207 @@
+"""Prepare raw datasets into per-class label trees and Parquet manifests.
+
+Library API (the ``neurosam3d prepare`` command, DVC and Dagster all call these)::
+
+    from neurosam3d.data.prepare import prepare_dataset, prepare_datasets
+    from neurosam3d.data.config import load_dataset_config, config_for_layout
+
+    config = load_dataset_config("sample_totalsegmentator")    # configs/datasets/<name>.yaml
+    report = prepare_dataset(config, "work/prepared", workers=2)
+    config = config_for_layout("nnunet", "/data/Dataset027_ACDC")  # no config needed
+    reports = prepare_datasets(["sample_msd_spinalcord", config], "work/prepared")
+
+Output under ``out_dir`` (docs/manifest.md): the label tree ``<dataset>/images<SET>/...`` and
+``<dataset>/labels<SET>/<class>/<case>.nii.gz``; ``manifests/<dataset>_<split>.parquet``,
+``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``; the combined
+``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` over every dataset prepared
+into ``out_dir``; and per-case records in ``.prepare/<dataset>/`` that make reruns incremental.
+Cases run in parallel worker processes; rejected inputs go to the quarantine table while the
+rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time
+(different datasets may run concurrently into one folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from neurosam3d.data.cases import CaseSpec, Discovery, finalise_cases
+from neurosam3d.data.casework import CaseOutcome, PrepareParams, remove_output, run_case
+from neurosam3d.data.config import DatasetConfig, load_dataset_config
+from neurosam3d.data.layouts import LAYOUTS
+from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
+from neurosam3d.data.problems import Problem
+from neurosam3d.data.records import read_record, records_dir
+from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
+from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
+from neurosam3d.taxonomy import categorise
+
+log = logging.getLogger(__name__)
+
+#: Called after each case with (cases done, cases total).
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class PrepareReport:
+    """What one ``prepare_dataset`` call did."""
+
+    dataset: str
+    out_dir: Path
+    raw_root: Path
+    cases: int = 0
+    prepared: int = 0
+    skipped: int = 0
+    rejected_cases: int = 0
+    rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    tables: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"{self.dataset}: {self.cases} cases ({self.prepared} prepared, {self.skipped} "
+            f"unchanged, {self.rejected_cases} rejected), {self.rows} masks, "
+            f"{len(self.problems)} quarantine rows, {self.seconds:.1f} s -> {self.out_dir}"
+        )
+
+
+def default_workers() -> int:
+    """Cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_all(
+    cases: list[CaseSpec],
+    out_dir: Path,
+    params: PrepareParams,
+    workers: int,
+    progress: Progress | None,
+) -> Iterator[CaseOutcome]:
+    total = len(cases)
+    step = max(1, total // 10)
+
+    def report(done: int, outcome: CaseOutcome) -> None:
+        if progress:
+            progress(done, total)
+        if done % step == 0 or done == total:
+            log.info("%d/%d cases (last: %s)", done, total, outcome.case_id)
+
+    if workers <= 1 or total <= 1:
+        for done, case in enumerate(cases, 1):
+            outcome = run_case(case, out_dir, params)
+            report(done, outcome)
+            yield outcome
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["neurosam3d.data.casework"])
+    with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
+        futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
+        for done, future in enumerate(as_completed(futures), 1):
+            outcome = future.result()
+            report(done, outcome)
+            yield outcome
+
+
+def _remove_vanished(out_dir: Path, dataset: str, keep: set[str]) -> None:
+    """Remove records and outputs of cases no longer in the raw dataset (or now rejected early)."""
+    for record_path in sorted(records_dir(out_dir, dataset).glob("*.json")):
+        if record_path.stem in keep:
+            continue
+        record = read_record(record_path) or {}
+        for rel in record.get("outputs", {}):
+            remove_output(out_dir / rel)
+        record_path.unlink()
+        log.info("%s: removed outputs of vanished case %s", dataset, record_path.stem)
+
+
+def _clean_temporaries(out_dir: Path, dataset: str) -> None:
+    """Delete temporary files a killed run of this dataset left behind."""
+    removed = 0
+    for folder in (out_dir / dataset, records_dir(out_dir, dataset)):
+        if folder.is_dir():
+            removed += remove_stale_temporaries(folder)
+    for path in (out_dir / MANIFESTS_DIR).glob(f".{dataset}_*{TMP_MARKER}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    if removed:
+        log.info("%s: removed %d temporary files of an interrupted run", dataset, removed)
+
+
+def discover(config: DatasetConfig, raw_root: str | os.PathLike[str] | None = None) -> Discovery:
+    """The dataset's cases and dataset-level problems (no image is opened)."""
+    root = config.resolve_root(raw_root)
+    return finalise_cases(config, LAYOUTS[config.layout](config, root))
+
+
+def prepare_dataset(
+    config: DatasetConfig | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    raw_root: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    resample_spacing: tuple[float, float, float] | None = None,
+    compresslevel: int = DEFAULT_COMPRESSLEVEL,
+    progress: Progress | None = None,
+) -> PrepareReport:
+    """Prepare one dataset into ``out_dir`` and rebuild the combined tables there.
+
+    ``config``: a :class:`DatasetConfig` or a config name/path (:func:`load_dataset_config`).
+    ``raw_root``: base of a relative config ``root`` (see :mod:`neurosam3d.data.config`).
+    ``workers``: worker processes (default: all cores; 1 runs in this process).
+    ``resample_spacing``: target voxel size in mm along (i, j, k), or None to keep the native
+    grid. ``compresslevel``: igzip level 1-3 of the written ``.nii.gz`` files.
+    """
+    started = time.perf_counter()
+    if not isinstance(config, DatasetConfig):
+        config = load_dataset_config(config)
+    out = Path(out_dir).resolve()
+    root = config.resolve_root(raw_root)
+    found = finalise_cases(config, LAYOUTS[config.layout](config, root))
+    licence = config.licence if config.licence != "unknown" else found.licence or "unknown"
+    params = PrepareParams(
+        tuple(float(s) for s in resample_spacing) if resample_spacing else None, compresslevel
+    )
+    log.info("%s: %d cases from %s (layout %s)", config.name, len(found.cases), root, config.layout)
+    _clean_temporaries(out, config.name)
+    report = PrepareReport(config.name, out, root, cases=len(found.cases))
+    rows_by_split: dict[str, list[dict]] = {case.split: [] for case in found.cases}
+    absent: list[dict] = []
+    problems = [p.as_row() for p in found.problems]
+    rejected = 0
+    for outcome in _run_all(found.cases, out, params, workers or default_workers(), progress):
+        record = outcome.record
+        if outcome.skipped:
+            report.skipped += 1
+        else:
+            report.prepared += 1
+        rejected += not record["rows"]
+        for row in record["rows"]:
+            row_out = dict(row, category=categorise(row["class_name"]), licence=licence)
+            rows_by_split[row["split"]].append(row_out)
+        absent.extend(record["absent"])
+        problems.extend(record["problems"])
+    _remove_vanished(out, config.name, {case.case_id for case in found.cases})
+    report.tables = write_dataset_tables(out, config.name, rows_by_split, absent, problems)
+    report.tables |= rebuild_combined(out)
+    report.rejected_cases = rejected
+    report.rows = sum(len(rows) for rows in rows_by_split.values())
+    report.problems = sorted(Problem(**p) for p in problems)
+    report.seconds = time.perf_counter() - started
+    log.info("%s", report.summary())
+    return report
+
+
+def prepare_datasets(
+    configs: Iterable[DatasetConfig | str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    **options: object,
+) -> list[PrepareReport]:
+    """Prepare several datasets into one ``out_dir`` (options as for :func:`prepare_dataset`)."""
+    return [prepare_dataset(config, out_dir, **options) for config in configs]  # type: ignore[arg-type]

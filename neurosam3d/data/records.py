@@ -1,0 +1,62 @@
+"""Per-case records: what was prepared from which inputs, for incremental and crash-safe reruns.
+
+A record ``<out>/.prepare/<dataset>/<case_id>.json`` is written atomically *after* all of the
+case's outputs. It holds the case's key (format version, parameters, layout description and the
+size and SHA-256 of every raw input), its outputs (path -> size), manifest rows, absent classes
+and quarantine rows. A rerun skips a case whose key is unchanged and whose outputs all still
+exist with their recorded sizes; a run killed mid-case left no record, so the case is redone and
+its outputs are overwritten with the same bytes. Records hold no timestamps: they are part of
+the deterministic output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from neurosam3d.io.atomic import atomic_write_text
+
+#: Bump when the output of an unchanged input changes (layout of the tree, encoding, columns).
+FORMAT_VERSION = 1
+RECORDS_DIR = ".prepare"
+_CHUNK = 1 << 20
+
+
+def records_dir(out_root: Path, dataset: str) -> Path:
+    """Folder of a dataset's case records."""
+    return out_root / RECORDS_DIR / dataset
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex) of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return path.stat().st_size, digest.hexdigest()
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A record, or None if absent or unreadable (then the case is simply redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a record atomically with sorted keys (deterministic bytes)."""
+    atomic_write_text(path, json.dumps(record, sort_keys=True, indent=1) + "\n")
+
+
+def outputs_intact(out_root: Path, record: dict[str, Any]) -> bool:
+    """Whether every output the record lists exists with its recorded size."""
+    for rel, size in record.get("outputs", {}).items():
+        try:
+            if (out_root / rel).stat().st_size != size:
+                return False
+        except FileNotFoundError:
+            return False
+    return True
