@@ -57,9 +57,7 @@ def per_target(results: pd.DataFrame) -> pd.DataFrame:
     """One row per target: grouping columns, ``dice_<k>``/``nsd_<k>`` at reported clicks, ``dice_auc``."""
     clicks = report_clicks(results)
     ordered = results.sort_values([*TARGET_KEYS, "click"])
-    wide = ordered.pivot_table(
-        index=TARGET_KEYS, columns="click", values=["dice", "nsd"], dropna=False
-    )
+    wide = ordered.set_index([*TARGET_KEYS, "click"])[["dice", "nsd"]].unstack("click")
     out = ordered.groupby(TARGET_KEYS, sort=True)[["modality", "category", "seen"]].first()
     for k in clicks:
         out[f"dice_{k}"] = wide[("dice", k)]

@@ -107,6 +107,11 @@ class Stitcher:
             )
         self._windows[window] = probs
 
+    @property
+    def windows(self) -> dict[Box, np.ndarray]:
+        """The stored predictions by window (read-only use)."""
+        return dict(self._windows)
+
     def probabilities(self) -> np.ndarray:
         """Stitched probabilities, ``region.size`` float32."""
         total = np.zeros(self.region.size, dtype=np.float32)

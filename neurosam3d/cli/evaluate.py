@@ -1,0 +1,100 @@
+"""``neurosam3d evaluate``: interactive evaluation of a model on manifests (see neurosam3d.evaluation)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from neurosam3d.cli import app
+
+
+def model_source(checkpoint: Path | None, model: str | None) -> str:
+    """The one model source given: a checkpoint path or a ``models:/NAME@ALIAS`` URI."""
+    if (checkpoint is None) == (model is None):
+        raise typer.BadParameter(
+            "give exactly one of --checkpoint PATH and --model models:/NAME@ALIAS"
+        )
+    return str(checkpoint) if checkpoint is not None else str(model)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    manifest: Annotated[
+        list[Path],
+        typer.Option(
+            "--manifest", exists=True, dir_okay=False, help="Manifest Parquet file (repeatable)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", exists=True, dir_okay=False, help="Checkpoint file."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Registered model, models:/NAME@ALIAS.")
+    ] = None,
+    clicks: Annotated[int, typer.Option("--clicks", min=1, help="Clicks per target.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Protocol seed.")] = 0,
+    click_rule: Annotated[
+        str, typer.Option("--click-rule", help="random_error or center_error.")
+    ] = "random_error",
+    nsd_tolerance_mm: Annotated[
+        float, typer.Option("--nsd-tolerance-mm", min=0.0, help="NSD tolerance (mm).")
+    ] = 2.0,
+    training_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--training-manifest",
+            exists=True,
+            dir_okay=False,
+            help="The model's training manifest (seen/unseen).",
+        ),
+    ] = None,
+    model_name: Annotated[
+        str | None, typer.Option("--model-name", help="Name in the results' model column.")
+    ] = None,
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Model configuration when the checkpoint does not tell."),
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option("--data-root", help="Label-tree root (default: the manifest's folder)."),
+    ] = None,
+    orientation: Annotated[
+        str | None, typer.Option("--orientation", help="Reorient to these axis codes, e.g. RAS.")
+    ] = None,
+    spacing_mm: Annotated[
+        float | None, typer.Option("--spacing-mm", help="Resample to this isotropic spacing (mm).")
+    ] = None,
+    class_masks: Annotated[
+        bool, typer.Option("--class-masks", help="Also write one binary mask per class.")
+    ] = False,
+    device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
+) -> None:
+    """Run the interactive protocol; write results.parquet, tables/, plots and summary.json."""
+    import json
+
+    from neurosam3d.evaluation import evaluate
+
+    report = evaluate(
+        model_source(checkpoint, model),
+        list(manifest),
+        out,
+        clicks=clicks,
+        seed=seed,
+        click_rule=click_rule,
+        nsd_tolerance_mm=nsd_tolerance_mm,
+        training_manifest=training_manifest,
+        model_name=model_name,
+        architecture=arch,
+        data_root=data_root,
+        orientation=orientation,
+        spacing_mm=spacing_mm,
+        class_masks=class_masks,
+        device=device,
+    )
+    typer.echo((report.out_dir / "tables" / "categories.md").read_text())
+    typer.echo(json.dumps({"mean_dice": report.summary["mean_dice"], "out": str(report.out_dir)}))

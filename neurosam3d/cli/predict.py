@@ -1,0 +1,80 @@
+"""``neurosam3d predict``: segment a structure of a volume from user clicks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from neurosam3d.cli import app
+from neurosam3d.cli.evaluate import model_source
+
+
+@app.command("predict")
+def predict_command(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="NIfTI image.")],
+    out: Annotated[Path, typer.Option("--out", help="Output mask (.nii.gz) on the image's grid.")],
+    point: Annotated[
+        list[str],
+        typer.Option("--point", help="x,y,z,+ (foreground) or x,y,z,- (background); repeatable."),
+    ],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", exists=True, dir_okay=False, help="Checkpoint file."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Registered model, models:/NAME@ALIAS.")
+    ] = None,
+    world: Annotated[
+        bool,
+        typer.Option("--world", help="Coordinates are world mm (NIfTI RAS+), not voxel indices."),
+    ] = False,
+    box: Annotated[
+        str | None,
+        typer.Option("--box", help="x0,y0,z0,x1,y1,z1: nothing is predicted outside it."),
+    ] = None,
+    modality: Annotated[
+        str, typer.Option("--modality", help="CT, MR or auto (intensity normalisation).")
+    ] = "auto",
+    arch: Annotated[
+        str | None,
+        typer.Option("--arch", help="Model configuration when the checkpoint does not tell."),
+    ] = None,
+    orientation: Annotated[
+        str | None, typer.Option("--orientation", help="Reorient to these axis codes, e.g. RAS.")
+    ] = None,
+    spacing_mm: Annotated[
+        float | None, typer.Option("--spacing-mm", help="Resample to this isotropic spacing (mm).")
+    ] = None,
+    max_windows: Annotated[
+        int, typer.Option("--max-windows", min=1, help="Most windows to grow the mask into.")
+    ] = 27,
+    probabilities: Annotated[
+        Path | None, typer.Option("--probabilities", help="Also write the float32 probability map.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
+) -> None:
+    """Segment IMAGE from clicks; write a uint8 mask on the original grid."""
+    import numpy as np
+
+    from neurosam3d.evaluation.models import resolve_model
+    from neurosam3d.inference import predict_file
+
+    try:
+        result = predict_file(
+            resolve_model(model_source(checkpoint, model), name=arch, device=device),
+            image,
+            point,
+            out,
+            world=world,
+            box=box,
+            modality=modality,
+            orientation=orientation,
+            spacing_mm=spacing_mm,
+            max_windows=max_windows,
+            probabilities_out=probabilities,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{out}: {int(np.count_nonzero(result.mask))} voxels, {result.windows} window(s)")

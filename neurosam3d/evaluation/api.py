@@ -1,0 +1,282 @@
+"""``evaluate``: run the interactive protocol over manifests and write every artifact.
+
+Output folder layout (all files deterministic for the same model, manifests and seed):
+
+* ``results.parquet``: one row per (model, dataset, case, class, click) (:mod:`.results`);
+* ``tables/<name>.csv|md``: aggregates (:mod:`.tables`);
+* ``dice_vs_clicks.png`` and ``overlays/<rank>_<dataset>_<case>_<class>.png`` for the worst
+  targets by final Dice (:mod:`.plots`);
+* ``predictions/<dataset>/<case>.nii.gz``: one multi-label prediction per case on the original
+  grid (voxel values as in ``predictions/<dataset>/<case>.json``; where the final predictions
+  of several classes overlap, the class with the highest probability wins), plus
+  ``predictions/<dataset>/<case>/<class>.nii.gz`` binary masks when ``class_masks`` is set;
+* ``summary.json``: mean Dice and NSD at 1/3/5/10 clicks, per-category Dice at 5 clicks (what the
+  promotion gate compares), the manifest content hash and the protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from neurosam3d.data.schema import MANIFEST_SCHEMA, check_schema
+from neurosam3d.evaluation.geometry import grid_for_image
+from neurosam3d.evaluation.models import resolve_model
+from neurosam3d.evaluation.plots import (
+    OverlaySlice,
+    overlay_slice,
+    plot_dice_vs_clicks,
+    plot_overlay,
+)
+from neurosam3d.evaluation.protocol import ProtocolConfig, run_target, target_seed
+from neurosam3d.evaluation.results import read_results, results_table, write_results
+from neurosam3d.evaluation.tables import per_target, write_tables
+from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+from neurosam3d.training.intensity import normalise_intensity
+
+logger = logging.getLogger(__name__)
+
+#: Click count whose per-category Dice the promotion gate compares.
+GATE_CLICKS = 5
+_KEYS = ["dataset", "split", "case_id", "class_name"]
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Where :func:`evaluate` wrote its artifacts, and the summary it computed."""
+
+    out_dir: Path
+    results: Path
+    tables: dict[str, Path]
+    plot: Path
+    overlays: list[Path]
+    predictions: list[Path]
+    summary_path: Path
+    summary: dict
+
+
+def read_manifests(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Concatenated manifests (schema-checked), sorted by (dataset, split, case, class), deduplicated."""
+    if not paths:
+        raise ValueError("no manifest given: pass at least one --manifest FILE")
+    tables = []
+    for path in paths:
+        table = pq.read_table(path)
+        check_schema(table, MANIFEST_SCHEMA, str(path))
+        tables.append(table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
+    frame = pa.concat_tables(tables).to_pandas()
+    return frame.sort_values(_KEYS).drop_duplicates(_KEYS).reset_index(drop=True)
+
+
+def manifest_sha256(rows: pd.DataFrame) -> str:
+    """Content hash of the evaluated targets: their keys and mask hashes, in sorted order."""
+    digest = hashlib.sha256()
+    for row in rows[[*_KEYS, "mask_sha256"]].itertuples(index=False):
+        digest.update(("\x00".join(row) + "\n").encode())
+    return digest.hexdigest()
+
+
+def _seen_pairs(training_manifest: str | os.PathLike[str] | None) -> set[tuple[str, str]]:
+    if training_manifest is None:
+        logger.warning("no training manifest given: every (dataset, class) is reported as unseen")
+        return set()
+    from neurosam3d.taxonomy import seen_pairs
+
+    return seen_pairs(training_manifest)
+
+
+def _default_model_name(model: object) -> str:
+    if isinstance(model, torch.nn.Module):
+        return type(model).__name__
+    text = str(model)
+    return text if text.startswith("models:/") else Path(text).stem
+
+
+def evaluate(
+    model_or_checkpoint: torch.nn.Module | str | os.PathLike[str],
+    manifests: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    *,
+    clicks: int = 10,
+    seed: int = 0,
+    click_rule: str = "random_error",
+    nsd_tolerance_mm: float = 2.0,
+    training_manifest: str | os.PathLike[str] | None = None,
+    model_name: str | None = None,
+    architecture: str | None = None,
+    data_root: str | os.PathLike[str] | None = None,
+    orientation: str | None = None,
+    spacing_mm: float | None = None,
+    worst_overlays: int = 4,
+    class_masks: bool = False,
+    device: str = "cpu",
+) -> EvaluationReport:
+    """Evaluate a model interactively on every (case, class) row of ``manifests``.
+
+    ``model_or_checkpoint``: an ``nn.Module``, a checkpoint path, or ``models:/NAME@ALIAS``
+    (``architecture`` names the configuration when a checkpoint does not reveal it);
+    ``data_root``: the label-tree root the manifest paths are relative to (default: the first
+    manifest's folder); ``training_manifest``: the model's training manifest, which decides
+    seen/unseen; ``model_name``: the ``model`` column of the results (default: checkpoint stem,
+    model URI or class name). See :class:`ProtocolConfig` for the protocol parameters.
+    """
+    config = ProtocolConfig(
+        clicks=clicks,
+        click_rule=click_rule,
+        seed=seed,
+        nsd_tolerance_mm=nsd_tolerance_mm,
+        orientation=orientation,
+        spacing_mm=spacing_mm,
+    )
+    out_dir = Path(out_dir)
+    label = model_name or _default_model_name(model_or_checkpoint)
+    model = resolve_model(model_or_checkpoint, name=architecture, device=device)
+    rows = read_manifests(manifests)
+    root = Path(data_root) if data_root is not None else Path(manifests[0]).parent
+    seen = _seen_pairs(training_manifest)
+    logger.info(
+        "evaluating %s on %d targets, %d clicks (%s, seed %d)",
+        label,
+        len(rows),
+        clicks,
+        click_rule,
+        seed,
+    )
+
+    records: list[dict] = []
+    views: list[tuple[float, str, OverlaySlice]] = []
+    predictions: list[Path] = []
+    with torch.inference_mode():
+        for (dataset, split, case_id), case_rows in rows.groupby(
+            ["dataset", "split", "case_id"], sort=True
+        ):
+            image = load_nifti(root / case_rows["image_path"].iloc[0])
+            volume = np.asarray(image.dataobj)
+            grid = grid_for_image(image, orientation, spacing_mm)
+            normalised = normalise_intensity(volume, case_rows["modality"].iloc[0])
+            labels = np.zeros(volume.shape[:3], np.uint16)
+            best = np.zeros(volume.shape[:3], np.float32)
+            legend = {}
+            for value, row in enumerate(case_rows.itertuples(index=False), start=1):
+                reference = np.asarray(load_nifti(root / row.mask_path).dataobj) > 0
+                generator = torch.Generator().manual_seed(
+                    target_seed(seed, dataset, split, case_id, row.class_name)
+                )
+                result = run_target(model, normalised, reference, grid, config, generator)
+                is_seen = (dataset, row.class_name) in seen
+                for step in result.clicks:
+                    records.append(
+                        {
+                            "model": label,
+                            "dataset": dataset,
+                            "split": split,
+                            "case_id": case_id,
+                            "class_name": row.class_name,
+                            "modality": row.modality,
+                            "category": row.category,
+                            "seen": is_seen,
+                            "click": step.click,
+                            "dice": step.scores.dice,
+                            "nsd": step.scores.nsd,
+                            "pred_voxels": step.scores.pred_voxels,
+                            "ref_voxels": step.scores.ref_voxels,
+                            "true_positive_voxels": step.scores.true_positives,
+                            "windows": step.windows,
+                            "click_rule": click_rule,
+                            "seed": seed,
+                            "nsd_tolerance_mm": nsd_tolerance_mm,
+                        }
+                    )
+                final = result.final.scores
+                logger.info(
+                    "%s/%s/%s: Dice %.3f after %d clicks",
+                    dataset,
+                    case_id,
+                    row.class_name,
+                    final.dice,
+                    clicks,
+                )
+                title = f"{label} | {dataset}/{case_id}/{row.class_name} | Dice {final.dice:.3f} @ {clicks}"
+                key = f"{dataset}_{case_id}_{row.class_name}"
+                views.append(
+                    (
+                        final.dice,
+                        key,
+                        overlay_slice(title, volume, reference, result.prediction, image.affine),
+                    )
+                )
+                views = sorted(views, key=lambda v: (v[0], v[1]))[:worst_overlays]
+                wins = result.prediction & (result.probabilities > best)
+                labels[wins] = value
+                best[wins] = result.probabilities[wins]
+                legend[value] = row.class_name
+                if class_masks:
+                    mask_path = (
+                        out_dir / "predictions" / dataset / case_id / f"{row.class_name}.nii.gz"
+                    )
+                    save_nifti(
+                        make_image(result.prediction.astype(np.uint8), image.affine, like=image),
+                        mask_path,
+                    )
+            case_path = out_dir / "predictions" / dataset / f"{case_id}.nii.gz"
+            save_nifti(make_image(labels, image.affine, like=image), case_path)
+            atomic_write_bytes(
+                case_path.with_name(f"{case_id}.json"),
+                (json.dumps(legend, indent=2, sort_keys=True) + "\n").encode(),
+            )
+            predictions.append(case_path)
+
+    results_path = write_results(results_table(records), out_dir / "results.parquet")
+    results = read_results(results_path)
+    tables = write_tables(results, out_dir / "tables")
+    plot = plot_dice_vs_clicks(results, out_dir / "dice_vs_clicks.png")
+    overlays = [
+        plot_overlay(view, out_dir / "overlays" / f"{rank:02d}_{key}.png")
+        for rank, (_, key, view) in enumerate(views, start=1)
+    ]
+    summary = _summary(results, label, config, manifest_sha256(rows))
+    summary_path = out_dir / "summary.json"
+    atomic_write_bytes(
+        summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
+    )
+    logger.info("evaluation written to %s", out_dir)
+    return EvaluationReport(
+        out_dir, results_path, tables, plot, overlays, predictions, summary_path, summary
+    )
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _summary(results: pd.DataFrame, model: str, config: ProtocolConfig, manifest_hash: str) -> dict:
+    """The promotion gate's input: mean scores at the reported clicks and per category at 5."""
+    targets = per_target(results)
+    reported = sorted(
+        int(c.split("_")[1]) for c in targets.columns if c.startswith("dice_") and c != "dice_auc"
+    )
+    gate_clicks = GATE_CLICKS if GATE_CLICKS in reported else reported[-1]
+    categories = targets.groupby("category", sort=True)[f"dice_{gate_clicks}"].mean()
+    return {
+        "model": model,
+        "manifest_sha256": manifest_hash,
+        "targets": len(targets),
+        "protocol": asdict(config),
+        "mean_dice": {str(k): _nan_to_none(targets[f"dice_{k}"].mean()) for k in reported},
+        "mean_nsd": {str(k): _nan_to_none(targets[f"nsd_{k}"].mean()) for k in reported},
+        "dice_auc": _nan_to_none(targets["dice_auc"].mean()),
+        "gate_clicks": gate_clicks,
+        "category_dice": {str(c): _nan_to_none(v) for c, v in categories.items()},
+    }

@@ -1,0 +1,86 @@
+"""A small label tree and manifest built from the shared real volumes (docs/manifest.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from neurosam3d.data.schema import MANIFEST_SCHEMA
+from neurosam3d.io.nifti import make_image, save_nifti, voxel_spacing
+
+#: (dataset, case, modality, image, label map, {class: label value}, category per class)
+TARGETS = [
+    (
+        "TotalSegSm",
+        "ct_sm",
+        "CT",
+        "totalsegmentator-examples/example_ct_sm.nii.gz",
+        "totalsegmentator-examples/example_seg.nii.gz",
+        {"kidney_right": (2, "abdomen_thorax"), "liver": (5, "abdomen_thorax")},
+    ),
+    (
+        "SctT2s",
+        "t2s",
+        "MR",
+        "sct-testing-data/t2s/t2s.nii.gz",
+        "sct-testing-data/t2s/t2s_seg.nii.gz",
+        {"spinal_cord": (1, "nervous")},
+    ),
+]
+
+
+def build_tree(shared_data: Path, root: Path) -> Path:
+    """Write the label tree under ``root`` and return its manifest path."""
+    rows = []
+    for dataset, case, modality, image_rel, label_rel, classes in TARGETS:
+        image_path = root / dataset / "imagesTs" / f"{case}.nii.gz"
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shared_data / image_rel, image_path)
+        labels = nib.load(shared_data / label_rel)
+        label_map = np.asarray(labels.dataobj)
+        for class_name, (value, category) in classes.items():
+            mask = (label_map == value).astype(np.uint8)
+            mask_rel = f"{dataset}/labelsTs/{class_name}/{case}.nii.gz"
+            save_nifti(make_image(mask, labels.affine, like=labels), root / mask_rel)
+            idx = np.argwhere(mask)
+            spacing = voxel_spacing(labels)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "split": "Ts",
+                    "case_id": case,
+                    "class_name": class_name,
+                    "label_value": value,
+                    "modality": modality,
+                    "channels": [modality],
+                    "category": category,
+                    "image_path": f"{dataset}/imagesTs/{case}.nii.gz",
+                    "image_paths": [f"{dataset}/imagesTs/{case}.nii.gz"],
+                    "mask_path": mask_rel,
+                    "voxel_count": int(mask.sum()),
+                    "volume_mm3": float(mask.sum() * np.prod(spacing)),
+                    "bbox_min": idx.min(axis=0).tolist(),
+                    "bbox_max": (idx.max(axis=0) + 1).tolist(),
+                    "spacing": list(spacing),
+                    "shape": list(mask.shape),
+                    "mask_sha256": hashlib.sha256(np.ascontiguousarray(mask).tobytes()).hexdigest(),
+                    "licence": "test",
+                    "source_image": image_rel,
+                    "source_label": label_rel,
+                }
+            )
+    manifest = root / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), manifest)
+    return manifest
+
+
+@pytest.fixture(scope="session")
+def eval_manifest(shared_data, tmp_path_factory) -> Path:
+    return build_tree(shared_data, tmp_path_factory.mktemp("tree"))
