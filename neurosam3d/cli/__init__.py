@@ -43,4 +43,4 @@ def main() -> None:
     app()
 
 
-from neurosam3d.cli import evaluate, predict, prepare  # noqa: E402, F401  (registers the commands)
+from neurosam3d.cli import evaluate, predict, prepare, train  # noqa: E402, F401  (registers the commands)

@@ -1,0 +1,112 @@
+"""Lightning data module over Parquet manifests (see :mod:`.datasets` for the items)."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from neurosam3d.training.config import DataConfig
+from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
+from neurosam3d.training.samples import (
+    SampleFilter,
+    SampleTable,
+    read_manifests,
+    sampling_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def select_rows(
+    cfg: DataConfig, manifests: tuple[str, ...], splits: tuple[str, ...]
+) -> SampleTable:
+    """Manifest rows of ``splits`` passing the configured filters."""
+    where = SampleFilter(
+        splits=splits,
+        datasets=cfg.datasets,
+        classes=cfg.classes,
+        categories=cfg.categories,
+        min_voxels=cfg.min_voxels,
+        min_volume_mm3=cfg.min_volume_mm3,
+    )
+    return SampleTable.from_table(read_manifests(manifests, where), cfg.root)
+
+
+def evenly_spaced(n: int, k: int | None) -> np.ndarray:
+    """``min(n, k)`` row positions spread evenly over ``0..n-1`` (all of them for ``k=None``)."""
+    if k is None or k >= n:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+class ManifestDataModule(L.LightningDataModule):
+    """Balanced random training crops and fixed validation crops of ``crop_size``^3 voxels.
+
+    Under DDP the samplers take the rank and world size from the trainer (the trainer must be
+    built with ``use_distributed_sampler=False`` so that Lightning does not wrap them).
+    """
+
+    def __init__(self, cfg: DataConfig, crop_size: int, seed: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.crop_size = crop_size
+        self.seed = seed
+        self.train_set: CropDataset | None = None
+        self.val_set: CropDataset | None = None
+        self.weights: np.ndarray | None = None
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def setup(self, stage: str | None = None) -> None:
+        cfg = self.cfg
+        if stage in (None, "fit") and self.train_set is None:
+            table = select_rows(cfg, cfg.train_manifests, cfg.train_splits)
+            self.weights = sampling_weights(table, cfg.dataset_weights, cfg.class_weights)
+            self.train_set = CropDataset(
+                table,
+                self.crop_size,
+                train=True,
+                ct_window=cfg.ct_window,
+                cache_dir=cfg.cache_dir,
+                augment=cfg.augment,
+            )
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            table = select_rows(cfg, cfg.val_manifests, cfg.val_splits)
+            table = table.subset(evenly_spaced(len(table), cfg.val_max_items))
+            if len(table) == 0:
+                raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
+            self.val_set = CropDataset(
+                table, self.crop_size, train=False, ct_window=cfg.ct_window, cache_dir=cfg.cache_dir
+            )
+            logger.info("validation on %d fixed crops", len(table))
+
+    def _loader(self, dataset: CropDataset, sampler: object) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,  # type: ignore[arg-type]
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None and self.weights is not None, "call setup('fit') first"
+        rank, world = self._rank_world()
+        sampler = BalancedSampler(
+            self.weights, self.cfg.samples_per_epoch, self.seed, rank=rank, world_size=world
+        )
+        return self._loader(self.train_set, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None, "call setup('validate') first"
+        rank, world = self._rank_world()
+        return self._loader(
+            self.val_set, ShardSampler(len(self.val_set), rank=rank, world_size=world)
+        )

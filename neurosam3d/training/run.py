@@ -1,0 +1,192 @@
+"""``train(config, out_dir)``: one tracked training run, from configuration to summary JSON.
+
+Writes, under ``out_dir``: ``checkpoints/best-step=N.ckpt`` (best validation Dice, per
+``trainer.monitor``) and ``checkpoints/last.ckpt``, ``config.yaml`` (the resolved
+configuration) and ``summary.json`` (run id, checkpoints, validation Dice after 1/5/10 clicks
+before training and for the best checkpoint). The MLflow run gets the configuration as
+parameters and as ``config.yaml``, metrics per step and per validation, tags (manifest SHA-256,
+DVC hash when the manifests are DVC outputs, git commit), both checkpoints under ``checkpoints/``
+and validation overlays under ``overlays/``.
+
+Resuming (``resume=PATH`` to a checkpoint of this module) restores weights, optimiser,
+scheduler and step, and continues the MLflow run recorded in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neurosam3d.io.atomic import atomic_write_text
+from neurosam3d.tracking import (
+    dvc_hash,
+    get_or_create_experiment,
+    git_commit,
+    resolve_tracking_uri,
+)
+from neurosam3d.training.config import TrainConfig
+from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
+from neurosam3d.training.samples import manifest_hash
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What a run produced (also written as ``summary.json``)."""
+
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    global_step: int
+    best_checkpoint: str
+    last_checkpoint: str
+    monitor: str
+    val_dice: dict[str, float] = field(default_factory=dict)
+    baseline_val_dice: dict[str, float] = field(default_factory=dict)
+
+
+def _dice_by_click(metrics: dict[str, float]) -> dict[str, float]:
+    prefix = "val/dice_"
+    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def _run_id_from_checkpoint(path: str) -> str | None:
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    return checkpoint.get(MLFLOW_RUN_ID_KEY)
+
+
+def _tags(cfg: TrainConfig) -> dict[str, str]:
+    manifests = sorted({*cfg.data.train_manifests, *cfg.data.val_manifests})
+    tags = {"neurosam3d.manifest_sha256": manifest_hash(manifests), "model": cfg.model.name}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    dvc = dvc_hash(manifests)
+    if dvc:
+        tags["neurosam3d.manifest_dvc_md5"] = dvc
+    if cfg.model.checkpoint:
+        tags["neurosam3d.init_checkpoint"] = str(cfg.model.checkpoint)
+    return tags
+
+
+def _strategy(cfg: TrainConfig) -> Any:
+    """DDP without ``find_unused_parameters``: the set of parameters a step uses is fixed (the
+    decoder's unused multimask heads never get gradients), which ``static_graph`` allows."""
+    if cfg.trainer.strategy != "ddp":
+        return cfg.trainer.strategy
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return DDPStrategy(find_unused_parameters=False, static_graph=True)
+
+
+def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -> TrainSummary:
+    """Train as configured; return (and write to ``out_dir/summary.json``) the summary."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from neurosam3d.model import get_config
+    from neurosam3d.training.datamodule import ManifestDataModule
+    from neurosam3d.training.module import InteractiveSegmentationModule
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    uri = resolve_tracking_uri(cfg.tracking.uri)
+    experiment_id = get_or_create_experiment(cfg.tracking.experiment, uri)
+    mlf = MLFlowLogger(
+        experiment_name=cfg.tracking.experiment,
+        tracking_uri=uri,
+        run_name=cfg.tracking.run_name,
+        run_id=_run_id_from_checkpoint(resume) if resume else None,
+        tags=_tags(cfg),
+        log_model=False,
+    )
+    config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    atomic_write_text(out / "config.yaml", config_yaml)
+
+    module = InteractiveSegmentationModule(cfg.to_dict())
+    data = ManifestDataModule(cfg.data, get_config(cfg.model.name).img_size, cfg.seed)
+    trainer_cfg = cfg.trainer
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        filename="best-{step}",
+        monitor=trainer_cfg.monitor,
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        max_steps=trainer_cfg.max_steps,
+        max_time=timedelta(seconds=trainer_cfg.max_time_s) if trainer_cfg.max_time_s else None,
+        val_check_interval=trainer_cfg.val_every_n_steps * trainer_cfg.accumulate_grad_batches,
+        check_val_every_n_epoch=None,
+        precision=trainer_cfg.precision,
+        accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
+        gradient_clip_val=trainer_cfg.gradient_clip_val,
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        num_nodes=trainer_cfg.num_nodes,
+        strategy=_strategy(cfg),
+        logger=mlf,
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
+        use_distributed_sampler=False,
+        log_every_n_steps=trainer_cfg.log_every_n_steps,
+        num_sanity_val_steps=0,
+        enable_model_summary=False,
+        default_root_dir=out,
+    )
+    run_id = mlf.run_id
+    client = mlf.experiment
+    if trainer.is_global_zero:
+        client.log_text(run_id, config_yaml, "config.yaml")
+        module.overlay_sink = (client, run_id)
+
+    baseline: dict[str, float] = {}
+    if trainer_cfg.validate_before_training and resume is None:
+        baseline = _dice_by_click(trainer.validate(module, datamodule=data, verbose=False)[0])
+    module.val_history.clear()  # the pre-training numbers are the baseline, not a candidate
+    module.mlflow_run_id = run_id
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
+
+    if not module.val_history or module.val_history[-1][0] != trainer.global_step:
+        trainer.validate(module, datamodule=data, verbose=False)
+    last_path = out / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last_path)
+    final = module.val_history[-1][1]
+    monitor = trainer_cfg.monitor
+    if checkpoints.best_model_score is None or final[monitor] > float(checkpoints.best_model_score):
+        best_path, best_metrics = out / "checkpoints" / f"best-{trainer.global_step}.ckpt", final
+        trainer.save_checkpoint(best_path)
+    else:
+        best_path = Path(checkpoints.best_model_path)
+        score = float(checkpoints.best_model_score)
+        best_metrics = next(m for _, m in module.val_history if m[monitor] == score)
+    summary = TrainSummary(
+        run_id=run_id,
+        experiment_id=experiment_id,
+        tracking_uri=uri,
+        global_step=trainer.global_step,
+        best_checkpoint=str(best_path),
+        last_checkpoint=str(last_path),
+        monitor=monitor,
+        val_dice=_dice_by_click(best_metrics),
+        baseline_val_dice=baseline,
+    )
+    if trainer.is_global_zero:
+        for path in (best_path, last_path):
+            client.log_artifact(run_id, str(path), "checkpoints")
+        atomic_write_text(out / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
+        client.log_artifact(run_id, str(out / "summary.json"))
+        logger.info("MLflow run %s; best checkpoint %s", run_id, best_path)
+    return summary

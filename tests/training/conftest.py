@@ -1,0 +1,84 @@
+"""A small real label tree and manifest built from the shared TotalSegmentator CT.
+
+Follows docs/manifest.md: one image, one binary uint8 mask per class, one manifest row per
+(dataset, split, case, class). The same case is listed under ``Tr`` and ``Val`` (the shared data
+holds one fully labelled CT): enough to exercise training and validation plumbing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from neurosam3d.data.schema import MANIFEST_SCHEMA
+from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+
+TOTALSEG = "totalsegmentator-examples"
+#: a few large, well-separated structures of the 61-class label (keeps the tests fast)
+TEST_CLASSES = ("liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta")
+
+
+def build_ct_tree(
+    shared: Path, root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT"
+) -> Path:
+    """Write the label tree under ``root`` and ``root/manifest.parquet``; return the manifest."""
+    src = shared / TOTALSEG
+    names = json.loads((src / "class_maps.json").read_text())["total"]
+    image = load_nifti(src / "example_ct.nii.gz")
+    seg = np.asanyarray(load_nifti(src / "example_seg_fast_force_split.nii.gz").dataobj)
+    spacing = [float(x) for x in nib.affines.voxel_sizes(image.affine)]
+    case = "s0001"
+    image_rel = f"{dataset}/imagesTr/{case}.nii.gz"
+    save_nifti(image, root / image_rel)
+    rows = []
+    for value in sorted(int(v) for v in np.unique(seg) if v):
+        name = names[str(value)]
+        if classes is not None and name not in classes:
+            continue
+        mask = (seg == value).astype(np.uint8)
+        mask_rel = f"{dataset}/labelsTr/{name}/{case}.nii.gz"
+        save_nifti(make_image(mask, image.affine), root / mask_rel)
+        idx = np.argwhere(mask)
+        for split in ("Tr", "Val"):
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "split": split,
+                    "case_id": case,
+                    "class_name": name,
+                    "label_value": value,
+                    "modality": "CT",
+                    "channels": ["CT"],
+                    "category": "uncategorised",
+                    "image_path": image_rel,
+                    "image_paths": [image_rel],
+                    "mask_path": mask_rel,
+                    "voxel_count": int(mask.sum()),
+                    "volume_mm3": float(mask.sum() * np.prod(spacing)),
+                    "bbox_min": idx.min(0).tolist(),
+                    "bbox_max": (idx.max(0) + 1).tolist(),
+                    "spacing": spacing,
+                    "shape": list(mask.shape),
+                    "mask_sha256": hashlib.sha256(mask.tobytes()).hexdigest(),
+                    "licence": "Apache-2.0",
+                    "source_image": "example_ct.nii.gz",
+                    "source_label": "example_seg_fast_force_split.nii.gz",
+                }
+            )
+    rows.sort(key=lambda r: (r["dataset"], r["split"], r["case_id"], r["class_name"]))
+    path = root / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ct_manifest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest of :data:`TEST_CLASSES` on the shared CT (label-tree root = its folder)."""
+    return build_ct_tree(shared_data, tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)
