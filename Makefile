@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # uv does not read pip's configuration: hand it the local folder that holds the CPU torch wheel.
 UV_ENV := UV_FIND_LINKS="$${PIP_FIND_LINKS:-/opt/wheels}" UV_PYTHON="$(BIN)/python"
 
-.PHONY: install demo test lint format lock clean-demo
+.PHONY: install demo test lint format lock clean-demo dagster mlflow-ui dvc-repro
 
 install: $(STAMP)
 
@@ -39,3 +39,17 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The Dagster UI on the embedded default (DAGSTER_HOME=.dagster_home, telemetry off), 127.0.0.1.
+dagster: install
+	mkdir -p .dagster_home && cp pipelines/dagster.yaml .dagster_home/dagster.yaml
+	DAGSTER_HOME="$$PWD/.dagster_home" NEUROSAM3D_HOME="$$PWD" \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The MLflow UI on the embedded store (mlflow/mlflow.db), 127.0.0.1:5000.
+mlflow-ui: install
+	mlflow/serve.sh 5000
+
+# The same pipeline through DVC (after `make demo` has put the samples into data/).
+dvc-repro: install
+	NEUROSAM3D_HOME="$$PWD" PATH="$$PWD/$(BIN):$$PATH" $(BIN)/dvc repro
