@@ -15,6 +15,8 @@ import pytest
 from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.io.nifti import make_image, save_nifti, voxel_spacing
 
+from .oracle import OracleLog, install_oracle
+
 #: (dataset, case, modality, image, label map, {class: label value}, category per class)
 TARGETS = [
     (
@@ -84,3 +86,9 @@ def build_tree(shared_data: Path, root: Path) -> Path:
 @pytest.fixture(scope="session")
 def eval_manifest(shared_data, tmp_path_factory) -> Path:
     return build_tree(shared_data, tmp_path_factory.mktemp("tree"))
+
+
+@pytest.fixture
+def oracle(monkeypatch) -> OracleLog:
+    """A perfect stand-in predictor (see oracle.py); returns its call log."""
+    return install_oracle(monkeypatch)
