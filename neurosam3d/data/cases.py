@@ -121,8 +121,4 @@ def finalise_cases(config: DatasetConfig, found: Discovery) -> Discovery:
                 case = replace(case, split="Val")
             cases.append(case)
     cases.sort(key=lambda c: (c.split, c.case_id))
-    return Discovery(cases, sorted(set(problems), key=_problem_order), found.licence)
-
-
-def _problem_order(p: Problem) -> tuple[str, str, str, str, str]:
-    return (p.case_id or "", p.class_name or "", p.path, p.kind, p.problem)
+    return Discovery(cases, sorted(set(problems), key=Problem.sort_key), found.licence)

@@ -166,7 +166,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
         "outputs": dict(sorted(written.files.items())),
         "rows": rows,
         "absent": absent,
-        "problems": [p.as_row() for p in sorted(problems)],
+        "problems": [p.as_row() for p in sorted(problems, key=Problem.sort_key)],
     }
     for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
         remove_output(out_root / rel)

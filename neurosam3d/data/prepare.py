@@ -192,7 +192,7 @@ def prepare_dataset(
     report.tables |= rebuild_combined(out)
     report.rejected_cases = rejected
     report.rows = sum(len(rows) for rows in rows_by_split.values())
-    report.problems = sorted(Problem(**p) for p in problems)
+    report.problems = sorted((Problem(**p) for p in problems), key=Problem.sort_key)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.summary())
     return report

@@ -35,7 +35,7 @@ class Kind(enum.StrEnum):
     PROCESSING_ERROR = "processing_error"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Problem:
     """One quarantine row. ``path`` is POSIX, relative to the dataset's raw root."""
 
@@ -48,6 +48,17 @@ class Problem:
 
     def as_row(self) -> dict[str, str | None]:
         return asdict(self)
+
+    def sort_key(self) -> tuple[str, str, str, str, str, str]:
+        """Order by dataset, case, class, path, kind, problem (missing ids first)."""
+        return (
+            self.dataset,
+            self.case_id or "",
+            self.class_name or "",
+            self.path,
+            self.kind,
+            self.problem,
+        )
 
 
 class CaseRejected(Exception):
