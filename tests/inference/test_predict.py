@@ -1,0 +1,107 @@
+"""Inference from user clicks: prompt parsing, window growth, NIfTI output read alike by ITK."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+from evaluation.oracle import OracleModel
+
+from neurosam3d.inference import predict_file
+from neurosam3d.inference.prompts import check_inside, parse_box, parse_points
+
+
+def test_world_points_map_to_the_same_voxels(shared_data):
+    image = nib.load(shared_data / "sct-testing-data/t2/t2.nii.gz")  # PSR
+    voxels = np.array([[10.0, 20.0, 30.0], [59.0, 0.0, 51.0]])
+    world = voxels @ image.affine[:3, :3].T + image.affine[:3, 3]
+    texts = [
+        ",".join(f"{v:.6f}" for v in w) + sign for w, sign in zip(world, [",+", ",-"], strict=True)
+    ]
+    points, labels = parse_points(texts, image.affine, world=True)
+    np.testing.assert_allclose(points, voxels, atol=1e-4)
+    assert labels.tolist() == [1, 0]
+    box = parse_box("30,20,10,5,25,40", image.affine)
+    np.testing.assert_array_equal(box, [[5, 20, 10], [30, 25, 40]])
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["1,2,3"], "end with"),
+        (["1,2,+"], "expected 3"),
+        (["a,2,3,+"], "numbers"),
+        (["1,2,3,-"], "positive"),
+    ],
+)
+def test_bad_points_are_rejected_with_a_reason(texts, message):
+    with pytest.raises(ValueError, match=message):
+        parse_points(texts, np.eye(4))
+
+
+def test_point_outside_the_image_is_rejected():
+    with pytest.raises(ValueError, match="outside the image"):
+        check_inside(np.array([[5.0, 70.0, 1.0]]), (60, 55, 52))
+
+
+def test_mask_grows_across_window_borders_and_lands_on_the_original_grid(
+    shared_data, tmp_path, oracle
+):
+    """The whole cervical cord (PSR, 55 voxels long) from one click with 16^3 windows."""
+    seg = nib.load(shared_data / "sct-testing-data/t2/t2_seg-manual.nii.gz")
+    cord = np.asarray(seg.dataobj) > 0
+    # The "image" is the cord itself, so the perfect stand-in model returns the cord in each window.
+    image_path = tmp_path / "cord_as_image.nii.gz"
+    nib.save(nib.Nifti1Image(cord.astype(np.float32), seg.affine), image_path)
+    click = np.argwhere(cord)[len(np.argwhere(cord)) // 2]
+    out = tmp_path / "mask.nii.gz"
+    result = predict_file(
+        OracleModel(16), image_path, [",".join(map(str, click)) + ",+"], out, modality="MR"
+    )
+    assert result.windows > 1
+    np.testing.assert_array_equal(result.mask, cord)
+    # Each window was encoded once.
+    assert len(oracle.images) == result.windows
+
+    import SimpleITK as sitk
+
+    written = nib.load(out)
+    assert written.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(written.affine, seg.affine, atol=1e-6)
+    itk = sitk.ReadImage(str(out))
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(itk).transpose(2, 1, 0), cord.astype(np.uint8)
+    )
+    # ITK works in LPS: flip the first two world axes of nibabel's RAS affine to compare.
+    lps = np.diag([-1.0, -1.0, 1.0]) @ written.affine[:3, :3]
+    spacing = np.array(itk.GetSpacing())
+    np.testing.assert_allclose(spacing, np.sqrt((lps**2).sum(axis=0)), atol=1e-5)
+    np.testing.assert_allclose(np.array(itk.GetDirection()).reshape(3, 3), lps / spacing, atol=1e-5)
+    np.testing.assert_allclose(itk.GetOrigin(), [-1, -1, 1] * written.affine[:3, 3], atol=1e-4)
+    # Deterministic bytes: the same clicks give the same file.
+    again = tmp_path / "again.nii.gz"
+    predict_file(
+        OracleModel(16), image_path, [",".join(map(str, click)) + ",+"], again, modality="MR"
+    )
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_box_limits_the_prediction(shared_data, tmp_path, oracle):
+    seg = nib.load(shared_data / "sct-testing-data/t2/t2_seg-manual.nii.gz")
+    cord = np.asarray(seg.dataobj) > 0
+    image_path = tmp_path / "cord_as_image.nii.gz"
+    nib.save(nib.Nifti1Image(cord.astype(np.float32), seg.affine), image_path)
+    click = np.argwhere(cord)[len(np.argwhere(cord)) // 2]
+    lo, hi = click - 4, click + 4
+    box = ",".join(map(str, [*lo, *hi]))
+    result = predict_file(
+        OracleModel(16),
+        image_path,
+        [",".join(map(str, click)) + ",+"],
+        tmp_path / "m.nii.gz",
+        box=box,
+        modality="MR",
+    )
+    inside = np.zeros_like(cord)
+    inside[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1] = True
+    np.testing.assert_array_equal(result.mask, cord & inside)
