@@ -51,10 +51,11 @@ def raw_data_version_sensor(
 ) -> dg.SensorResult:
     known = set(context.instance.get_dynamic_partitions(DATASETS.name))
     requests = []
-    for key, dataset in project.datasets().items():
-        if key not in known or not (project.path / dataset.raw).is_dir():
+    for key in project.datasets():
+        folder = project.raw_folder(key)
+        if key not in known or not folder.is_dir():
             continue
-        version = dvc.folder_hash(dataset.raw)
+        version = dvc.folder_hash(project.relative(folder))
         if version != _last_data_version(context.instance, key):
             context.log.info("dataset %s: new data version %s", key, version)
             requests.append(

@@ -3,6 +3,7 @@ blocking check that guards promotion. Each check reads outputs and reports; the 
 (schema, gate) live in the library."""
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pyarrow.parquet as pq
@@ -10,57 +11,73 @@ import pyarrow.parquet as pq
 from pipelines.resources import MlflowResource, ProjectResource
 
 
-def masks_on_image_grid(folder: Path) -> dg.AssetCheckResult:
-    """Every mask in the manifests has its image's shape and affine (NIfTI headers only)."""
+def dataset_tables(root: Path, dataset: str) -> dict[str, Any]:
+    """The per-dataset tables ``neurosam3d prepare`` wrote for ``dataset`` under ``root``."""
+    from neurosam3d.data.manifest import dataset_table_paths
+    from neurosam3d.data.schema import SPLITS
+
+    paths = dataset_table_paths(root, dataset)
+    return {
+        "manifests": [paths[s] for s in SPLITS if paths[s].exists()],
+        "absent": paths["absent"],
+        "quarantine": paths["quarantine"],
+    }
+
+
+def combined_tables(root: Path) -> dict[str, Any]:
+    """The combined tables over every dataset prepared into ``root``."""
+    return {
+        "manifests": [root / "manifest.parquet"],
+        "absent": root / "absent.parquet",
+        "quarantine": root / "quarantine.parquet",
+    }
+
+
+def masks_on_image_grid(root: Path, manifests: list[Path]) -> dg.AssetCheckResult:
+    """Every mask listed in ``manifests`` has its image's shape and affine (NIfTI headers only)."""
     import nibabel as nib
     import numpy as np
 
-    manifest = _manifest_file(folder)
-    frame = pq.read_table(manifest, columns=["image_path", "mask_path"]).to_pandas()
-    root = folder
+    frame = (
+        pq.ParquetDataset([str(m) for m in manifests])
+        .read(columns=["image_path", "mask_path"])
+        .to_pandas()
+    )
     bad: list[str] = []
-    headers: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
+    grids: dict[str, tuple[tuple[int, ...], np.ndarray]] = {}
     for image_path, mask_path in frame.itertuples(index=False):
-        if image_path not in headers:
+        if image_path not in grids:
             image = nib.load(root / image_path)
-            headers[image_path] = (image.shape[:3], image.affine)
-        shape, affine = headers[image_path]
+            grids[image_path] = (image.shape[:3], image.affine)
+        shape, affine = grids[image_path]
         mask = nib.load(root / mask_path)
         if mask.shape != shape or not np.allclose(mask.affine, affine, atol=1e-5):
             bad.append(mask_path)
     return dg.AssetCheckResult(
         asset_key="label_tree",
         check_name="masks_on_image_grid",
-        passed=not bad,
+        passed=bool(len(frame)) and not bad,
         metadata={"masks": len(frame), "off_grid": len(bad), "examples": bad[:10]},
     )
 
 
-def _manifest_file(folder: Path) -> Path:
-    combined = folder / "manifest.parquet"
-    if combined.exists():
-        return combined
-    found = sorted(folder.glob("manifest_*.parquet"))
-    if not found:
-        raise dg.Failure(f"no manifest in {folder}")
-    return found[0]
-
-
-def manifest_schema(asset: str, folder: Path) -> dg.AssetCheckResult:
-    """Every manifest and the quarantine table match docs/manifest.md exactly."""
+def manifest_schema(asset: str, tables: dict[str, Any]) -> dg.AssetCheckResult:
+    """The manifests, absent-class and quarantine tables match docs/manifest.md exactly."""
     from neurosam3d.data.schema import (
+        ABSENT_SCHEMA,
         MANIFEST_SCHEMA,
         QUARANTINE_SCHEMA,
         SchemaError,
         check_schema,
     )
 
+    expected = [(path, MANIFEST_SCHEMA) for path in tables["manifests"]]
+    expected += [(tables["absent"], ABSENT_SCHEMA), (tables["quarantine"], QUARANTINE_SCHEMA)]
     problems: list[str] = []
-    tables = sorted(folder.glob("manifest*.parquet"))
-    expected = [(path, MANIFEST_SCHEMA) for path in tables]
-    if (folder / "quarantine.parquet").exists():
-        expected.append((folder / "quarantine.parquet", QUARANTINE_SCHEMA))
     for path, schema in expected:
+        if not path.exists():
+            problems.append(f"{path.name} is missing")
+            continue
         try:
             check_schema(pq.read_table(path), schema, path.name)
         except SchemaError as err:
@@ -68,7 +85,7 @@ def manifest_schema(asset: str, folder: Path) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         asset_key=asset,
         check_name="manifest_schema",
-        passed=bool(tables) and not problems,
+        passed=bool(tables["manifests"]) and not problems,
         metadata={"tables": [p.name for p, _ in expected], "problems": problems},
     )
 
@@ -114,7 +131,7 @@ def comparable_with_champion(
     from neurosam3d.registry import tags
     from neurosam3d.registry.promotion import version_by_alias
 
-    name = project.params()["register"]["model_name"]
+    name = project.params()["register"]["name"]
     client = mlflow.client()
     challenger = version_by_alias(client, name, tags.CHALLENGER)
     champion = version_by_alias(client, name, tags.CHAMPION)

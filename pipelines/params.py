@@ -1,21 +1,15 @@
-"""Read ``params.yaml``, the one place for pipeline parameters (DVC reads the same file)."""
+"""Read ``params.yaml``, the one place for pipeline parameters (DVC reads the same file).
+
+Each step's section holds the options of its ``neurosam3d`` subcommand; :func:`cli_options`
+expands a section exactly as DVC does for ``${section}`` in dvc.yaml (``parsing.list: append``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-
-@dataclass(frozen=True)
-class DatasetParams:
-    """One raw dataset: its partition key, raw folder (relative to the project) and prepare options."""
-
-    key: str
-    raw: str
-    source: str
 
 
 def load_params(project: Path) -> dict[str, Any]:
@@ -23,14 +17,20 @@ def load_params(project: Path) -> dict[str, Any]:
     path = project / "params.yaml"
     with path.open() as handle:
         params = yaml.safe_load(handle)
-    if not isinstance(params, dict) or "datasets" not in params:
-        raise ValueError(f"{path}: expected a mapping with a 'datasets' section")
+    if not isinstance(params, dict) or "prepare" not in params:
+        raise ValueError(f"{path}: expected a mapping with a 'prepare' section")
     return params
 
 
-def datasets(params: dict[str, Any]) -> dict[str, DatasetParams]:
-    """The configured raw datasets, keyed by partition key (= DVC ``prepare@<key>`` stage)."""
-    return {
-        key: DatasetParams(key=key, raw=str(entry["raw"]), source=str(entry["source"]))
-        for key, entry in sorted(params["datasets"].items())
-    }
+def cli_options(section: dict[str, Any]) -> list[str]:
+    """``{"out": "x", "dataset": ["a", "b"], "strict": True}`` -> ``--out x --dataset a --dataset b --strict``."""
+    args: list[str] = []
+    for key, value in section.items():
+        if isinstance(value, bool):
+            args += [f"--{key}"] if value else [f"--no-{key}"]
+        elif isinstance(value, list):
+            for item in value:
+                args += [f"--{key}", str(item)]
+        else:
+            args += [f"--{key}", str(value)]
+    return args

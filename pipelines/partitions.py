@@ -1,4 +1,4 @@
-"""One partition per raw dataset; keys are the ``datasets`` entries of params.yaml.
+"""One partition per raw dataset; keys are params.yaml's ``prepare.dataset`` entries.
 
 Dynamic, so that a dataset added to params.yaml becomes a partition without a code change
 (:func:`pipelines.sensors.new_dataset_sensor` adds it).

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from pipelines.params import DatasetParams, datasets, load_params
+from pipelines.params import load_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,8 +41,19 @@ class ProjectResource(dg.ConfigurableResource):
     def params(self) -> dict[str, Any]:
         return load_params(self.path)
 
-    def datasets(self) -> dict[str, DatasetParams]:
-        return datasets(self.params())
+    def datasets(self) -> list[str]:
+        """The configured raw datasets (``prepare.dataset``): the Dagster partition keys."""
+        return list(self.params()["prepare"]["dataset"])
+
+    def raw_folder(self, dataset: str) -> Path:
+        """The raw folder of ``dataset`` (its config's root under ``prepare.raw-root``)."""
+        from neurosam3d.data.config import load_dataset_config
+
+        raw_root = self.path / self.params()["prepare"]["raw-root"]
+        return raw_root / load_dataset_config(dataset).root
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.path).as_posix()
 
     def env(self) -> dict[str, str]:
         """Environment for stage subprocesses: the project folder the library resolves paths in."""

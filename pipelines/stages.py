@@ -20,6 +20,33 @@ def stage_env(project: ProjectResource, mlflow: MlflowResource) -> dict[str, str
     return {**os.environ, **project.env(), **mlflow.env()}
 
 
+def run_command(
+    context: dg.AssetExecutionContext,
+    command: str,
+    project: ProjectResource,
+    mlflow: MlflowResource,
+) -> None:
+    """Run a shell ``command`` in the project folder; its output goes to the run's logs."""
+    context.log.info("running: %s", command)
+    done = subprocess.run(
+        command,
+        shell=True,
+        cwd=project.root,
+        env=stage_env(project, mlflow),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for stream in (done.stdout, done.stderr):
+        if stream:
+            context.log.info(stream[-20000:])
+    if done.returncode != 0:
+        raise dg.Failure(
+            f"command failed with exit code {done.returncode}: {command}",
+            metadata={"stderr": dg.MetadataValue.text(done.stderr[-20000:])},
+        )
+
+
 def run_stage(
     context: dg.AssetExecutionContext,
     stage: str,
@@ -31,25 +58,6 @@ def run_stage(
     if dvc.is_up_to_date(stage):
         context.log.info("DVC stage %s is up to date: reporting its outputs", stage)
         return False
-    command = dvc.stage_command(stage)
-    context.log.info("running DVC stage %s: %s", stage, command)
-    done = subprocess.run(
-        command,
-        shell=True,
-        cwd=project.root,
-        env=stage_env(project, mlflow),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.stdout:
-        context.log.info(done.stdout[-20000:])
-    if done.returncode != 0:
-        raise dg.Failure(
-            f"stage {stage} failed with exit code {done.returncode}",
-            metadata={"command": command, "stderr": dg.MetadataValue.text(done.stderr[-20000:])},
-        )
-    if done.stderr:
-        context.log.info(done.stderr[-20000:])
+    run_command(context, dvc.stage_command(stage), project, mlflow)
     dvc.commit(stage)
     return True

@@ -39,6 +39,15 @@ def register(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for registration.json.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            exists=True,
+            dir_okay=False,
+            help="The evaluated checkpoint (default: the training summary's best_checkpoint).",
+        ),
+    ] = None,
     data_version_file: Annotated[
         Path | None,
         typer.Option(
@@ -68,6 +77,7 @@ def register(
         name=name,
         train_summary=train_summary,
         evaluation_dir=evaluation,
+        checkpoint=checkpoint,
         lock_dir=lock_dir or default_lock_dir(uri),
         data_version=_data_version(data_version_file),
         git_commit=git_commit(),

@@ -129,11 +129,13 @@ def register_model(
     train_summary: Path,
     evaluation_dir: Path,
     lock_dir: Path,
+    checkpoint: Path | None = None,
     data_version: str | None = None,
     git_commit: str | None = None,
 ) -> Registration:
-    """Register the best checkpoint of a training run (``train_summary``: its ``summary.json``)
-    with the evaluation in ``evaluation_dir`` (``summary.json``, ``tables/``, plot)."""
+    """Register ``checkpoint`` (default: the best one of the training run whose ``summary.json``
+    is ``train_summary``) with its evaluation in ``evaluation_dir`` (``summary.json``, ``tables/``,
+    plot); the version is logged into that training run."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -144,7 +146,7 @@ def register_model(
 
     trained = json.loads(train_summary.read_text())
     evaluation = json.loads((evaluation_dir / "summary.json").read_text())
-    checkpoint = Path(trained["best_checkpoint"])
+    checkpoint = checkpoint or Path(trained["best_checkpoint"])
     digest = file_sha256(checkpoint)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     run_id, experiment_id = str(trained["run_id"]), str(trained["experiment_id"])

@@ -1,4 +1,10 @@
-"""Raw datasets, their label trees and manifests (one partition per dataset), the combined manifest."""
+"""Raw datasets, their label trees and manifests (one partition per dataset), the combined manifest.
+
+Every dataset is prepared into the one label-tree root ``prepare.out`` (``work/data``), which the
+DVC stage ``prepare`` versions as a whole. A partition runs ``neurosam3d prepare`` for its dataset
+only (the DVC stage's command restricted to that dataset); ``combined_manifest`` then runs the DVC
+stage itself, which finds every case unchanged, rebuilds the combined tables and is committed.
+"""
 
 from pathlib import Path
 from typing import Any
@@ -6,11 +12,14 @@ from typing import Any
 import dagster as dg
 import pyarrow.parquet as pq
 
+from pipelines import checks
+from pipelines.params import cli_options
 from pipelines.partitions import DATASETS
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
-from pipelines.stages import run_stage
+from pipelines.stages import run_command, run_stage
 
 GROUP = "data"
+CLI = ".venv/bin/neurosam3d"
 
 
 @dg.asset(
@@ -23,14 +32,13 @@ GROUP = "data"
 def raw_dataset(
     context: dg.AssetExecutionContext, project: ProjectResource, dvc: DvcResource
 ) -> dg.MaterializeResult:
-    dataset = project.datasets()[context.partition_key]
-    folder = project.path / dataset.raw
+    folder = project.raw_folder(context.partition_key)
     if not folder.is_dir():
         raise dg.Failure(
             f"raw dataset {context.partition_key!r}: {folder} does not exist; put the data there "
             "(or run `make demo`, which copies samples/ into data/)"
         )
-    version = dvc.folder_hash(dataset.raw)
+    version = dvc.folder_hash(project.relative(folder))
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
@@ -39,51 +47,35 @@ def raw_dataset(
             "dvc_md5": version,
             "files": len(files),
             "bytes": sum(p.stat().st_size for p in files),
-            "source": dataset.source,
         },
     )
 
 
-def prepared_dir(project: ProjectResource, key: str) -> Path:
-    """Where ``prepare@<key>`` writes the label tree, manifests and quarantine table."""
-    return project.path / project.params()["paths"]["prepared"] / key
-
-
-def manifest_metadata(folder: Path) -> dict[str, Any]:
-    """Row, case, class and quarantine counts of the manifests in ``folder``."""
-    manifests = sorted(folder.glob("manifest*.parquet"))
+def table_metadata(manifests: list[Path], quarantine: Path) -> dict[str, Any]:
+    """Row, case, class and quarantine counts of manifest tables."""
     if not manifests:
-        raise dg.Failure(f"no manifest*.parquet in {folder}")
-    frame = pq.read_table(manifests[0] if len(manifests) == 1 else _combined(manifests)).to_pandas()
-    quarantine = folder / "quarantine.parquet"
+        raise dg.Failure("no manifest tables were written")
+    frame = pq.ParquetDataset([str(m) for m in manifests]).read().to_pandas()
     return {
-        "manifests": [m.name for m in manifests],
+        "tables": [m.name for m in manifests],
         "rows": len(frame),
         "cases": int(frame[["dataset", "split", "case_id"]].drop_duplicates().shape[0]),
         "classes": int(frame["class_name"].nunique()),
         "rows_per_split": dg.MetadataValue.json(
-            frame["split"].value_counts().sort_index().to_dict()
+            {str(k): int(v) for k, v in frame["split"].value_counts().sort_index().items()}
         ),
         "rows_per_category": dg.MetadataValue.json(
-            frame["category"].value_counts().sort_index().to_dict()
+            {str(k): int(v) for k, v in frame["category"].value_counts().sort_index().items()}
         ),
         "quarantine_rows": pq.read_metadata(quarantine).num_rows if quarantine.exists() else 0,
     }
-
-
-def _combined(manifests: list[Path]) -> Path:
-    """The combined ``manifest.parquet`` among per-split ones."""
-    combined = [m for m in manifests if m.name == "manifest.parquet"]
-    if not combined:
-        raise dg.Failure(f"no combined manifest.parquet beside {[m.name for m in manifests]}")
-    return combined[0]
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
             "label_tree",
-            deps=[raw_dataset],
+            deps=["raw_dataset"],
             group_name=GROUP,
             kinds={"nifti"},
             description="Per-class binary masks on the image grid (docs/manifest.md).",
@@ -93,7 +85,7 @@ def _combined(manifests: list[Path]) -> Path:
             deps=["label_tree"],
             group_name=GROUP,
             kinds={"parquet"},
-            description="Parquet manifests (one row per dataset, split, case, class) and the "
+            description="The dataset's Parquet manifests (one row per split, case, class) and its "
             "quarantine table of rejected inputs.",
         ),
     ],
@@ -107,32 +99,35 @@ def _combined(manifests: list[Path]) -> Path:
 def prepared_dataset(
     context: dg.AssetExecutionContext,
     project: ProjectResource,
-    dvc: DvcResource,
     mlflow: MlflowResource,
 ):
-    """DVC stage ``prepare@<dataset>``: ``neurosam3d prepare`` into work/prepared/<dataset>/."""
-    from pipelines import checks
+    """``neurosam3d prepare`` of this dataset into the shared label-tree root."""
+    from neurosam3d.data.config import load_dataset_config
 
     key = context.partition_key
-    ran = run_stage(context, f"prepare@{key}", project, dvc, mlflow)
-    folder = prepared_dir(project, key)
-    summary = manifest_metadata(folder)
+    options = {**project.params()["prepare"], "dataset": [key]}
+    run_command(context, " ".join([CLI, "prepare", *cli_options(options)]), project, mlflow)
+    root = project.path / options["out"]
+    name = load_dataset_config(key).name
+    tables = checks.dataset_tables(root, name)
+    summary = table_metadata(tables["manifests"], tables["quarantine"])
     yield dg.MaterializeResult(
         asset_key="label_tree",
-        metadata={"path": dg.MetadataValue.path(str(folder)), "ran": ran},
+        metadata={"path": dg.MetadataValue.path(str(root / name)), "dataset": name},
     )
     yield dg.MaterializeResult(asset_key="dataset_manifest", metadata=summary)
-    yield checks.masks_on_image_grid(folder)
-    yield checks.manifest_schema("dataset_manifest", folder)
+    yield checks.masks_on_image_grid(root, tables["manifests"])
+    yield checks.manifest_schema("dataset_manifest", tables)
     yield checks.quarantine_growth(context, key, int(summary["quarantine_rows"]), project)
 
 
 @dg.asset(
     deps=["dataset_manifest"],
     group_name=GROUP,
-    kinds={"parquet"},
+    kinds={"parquet", "dvc"},
     check_specs=[dg.AssetCheckSpec("manifest_schema", asset="combined_manifest")],
-    description="The training manifest over every prepared dataset (DVC stage `manifest`).",
+    description="The training manifest over every prepared dataset (DVC stage `prepare`, which "
+    "also versions the label-tree root).",
 )
 def combined_manifest(
     context: dg.AssetExecutionContext,
@@ -140,9 +135,9 @@ def combined_manifest(
     dvc: DvcResource,
     mlflow: MlflowResource,
 ):
-    from pipelines import checks
-
-    ran = run_stage(context, "manifest", project, dvc, mlflow)
-    folder = project.path / project.params()["paths"]["manifest"]
-    yield dg.MaterializeResult(metadata={**manifest_metadata(folder), "ran": ran})
-    yield checks.manifest_schema("combined_manifest", folder)
+    ran = run_stage(context, "prepare", project, dvc, mlflow)
+    tables = checks.combined_tables(project.path / project.params()["prepare"]["out"])
+    yield dg.MaterializeResult(
+        metadata={**table_metadata(tables["manifests"], tables["quarantine"]), "ran": ran}
+    )
+    yield checks.manifest_schema("combined_manifest", tables)

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 import pandas as pd
+import pyarrow.parquet as pq
 
 from pipelines.metadata import png_markdown, table
 from pipelines.pipes_stage import flatten
@@ -45,7 +46,7 @@ def trained_model(
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
     params = project.params()
-    out = project.path / params["paths"]["train"]
+    out = project.path / params["train"]["out"]
     summary_path = out / "summary.json"
     overrides: list[str] = []
     if config.device and config.device != params["train"]["device"]:
@@ -97,10 +98,8 @@ def evaluation_metadata(out: Path) -> dict[str, Any]:
     """The per-category Dice table, the Dice-vs-clicks plot and the summary's numbers."""
     summary = json.loads((out / "summary.json").read_text())
     metadata: dict[str, Any] = dict(flatten(summary))
-    metadata["results_rows"] = int(
-        pd.read_parquet(out / "results.parquet", columns=["dice"]).shape[0]
-    )
-    for csv in sorted(out.glob("*.csv")):
+    metadata["results_rows"] = pq.read_metadata(out / "results.parquet").num_rows
+    for csv in sorted((out / "tables").glob("*.csv")):
         metadata[f"table_{csv.stem}"] = table(pd.read_csv(csv))
     for png in sorted(out.glob("*.png")):
         metadata[f"plot_{png.stem}"] = png_markdown(png, png.stem)
@@ -121,5 +120,5 @@ def evaluation(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     ran = run_stage(context, "evaluate", project, dvc, mlflow)
-    out = project.path / project.params()["paths"]["eval"]
+    out = project.path / project.params()["evaluate"]["out"]
     return dg.MaterializeResult(metadata={**evaluation_metadata(out), "ran": ran})

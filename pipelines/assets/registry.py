@@ -26,7 +26,7 @@ def registered_model(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     ran = run_stage(context, "register", project, dvc, mlflow)
-    out = project.path / project.params()["paths"]["register"]
+    out = project.path / project.params()["register"]["out"]
     registration = json.loads((out / "registration.json").read_text())
     return dg.MaterializeResult(
         metadata={
@@ -56,7 +56,7 @@ def promotion(project: ProjectResource, mlflow: MlflowResource) -> dg.Materializ
     from neurosam3d.registry.promotion import promote
 
     params = project.params()
-    name = params["register"]["model_name"]
+    name = params["register"]["name"]
     outcome = promote(
         mlflow.client(), name, mlflow.locks(), margin=float(params["promote"]["margin"])
     )
