@@ -22,6 +22,7 @@ import numpy as np
 
 from neurosam3d.data import grid
 from neurosam3d.data.cases import CaseSpec
+from neurosam3d.data.files import write_replace
 from neurosam3d.data.labels import ClassSpec, sanitise_class_name
 from neurosam3d.data.masks import (
     ClassVoxels,
@@ -48,8 +49,7 @@ from neurosam3d.data.volumes import (
     read_nifti,
     squeeze_to_3d,
 )
-from neurosam3d.io.atomic import atomic_write_bytes
-from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, save_nifti
+from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,7 @@ class _Written:
     files: dict[str, int] = field(default_factory=dict)
 
     def put(self, rel: str, data: bytes) -> None:
-        atomic_write_bytes(self.out_root / rel, data)
-        self.files[rel] = len(data)
-
-    def put_image(self, rel: str, image: nib.Nifti1Image, compresslevel: int) -> None:
-        self.files[rel] = save_nifti(image, self.out_root / rel, compresslevel=compresslevel)
+        self.files[rel] = write_replace(self.out_root / rel, data)
 
     def discard(self) -> None:
         for rel in self.files:
@@ -281,9 +277,8 @@ def _write_channels(
     paths = []
     for source, data in zip(spec.images, channels, strict=True):
         rel = f"{spec.dataset}/{_image_folder(spec.split, source.channel, multi)}/{spec.case_id}.nii.gz"
-        written.put_image(
-            rel, make_image(data, target.affine, like=target.like), params.compresslevel
-        )
+        image = make_image(data, target.affine, like=target.like)
+        written.put(rel, nifti_bytes(image, compresslevel=params.compresslevel))
         paths.append(rel)
     return paths
 
