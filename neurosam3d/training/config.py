@@ -34,6 +34,7 @@ class DataConfig:
     datasets: tuple[str, ...] | None = None
     classes: tuple[str, ...] | None = None
     categories: tuple[str, ...] | None = None
+    cases: tuple[str, ...] | None = None
     min_voxels: int = 1
     min_volume_mm3: float = 0.0
     #: sampling weight of each dataset (default 1); within a dataset classes weigh equally

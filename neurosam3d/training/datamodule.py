@@ -29,6 +29,7 @@ def select_rows(
         datasets=cfg.datasets,
         classes=cfg.classes,
         categories=cfg.categories,
+        cases=cfg.cases,
         min_voxels=cfg.min_voxels,
         min_volume_mm3=cfg.min_volume_mm3,
     )

@@ -33,6 +33,7 @@ class SampleFilter:
     datasets: Sequence[str] | None = None
     classes: Sequence[str] | None = None
     categories: Sequence[str] | None = None
+    cases: Sequence[str] | None = None
     min_voxels: int = 1
     min_volume_mm3: float = 0.0
 
@@ -60,6 +61,7 @@ def read_manifests(paths: Sequence[str | Path], where: SampleFilter) -> pa.Table
         ("dataset", where.datasets),
         ("class_name", where.classes),
         ("category", where.categories),
+        ("case_id", where.cases),
     ):
         if allowed is not None:
             mask = pc.and_(mask, pc.is_in(table[column], value_set=pa.array(list(allowed))))

@@ -1,0 +1,118 @@
+"""Intensity normalisation, crop geometry, the region cache and the crop datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurosam3d.training.crops import Region, bbox_centre, crop_start, cut
+from neurosam3d.training.datamodule import evenly_spaced, select_rows
+from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
+from neurosam3d.training.intensity import normalise_intensity
+from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
+
+CROP = 32
+
+
+def test_ct_is_clipped_then_z_scored_on_foreground() -> None:
+    volume = np.array([-3000.0, -1000.0, 100.0, 300.0, 5000.0])
+    out = normalise_intensity(volume, "CT", (-1000.0, 1000.0))
+    fg = np.array([100.0, 300.0, 1000.0])  # values > 0 after clipping
+    expected = (np.clip(volume, -1000, 1000) - fg.mean()) / fg.std()
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert out.dtype == np.float32
+
+
+def test_mr_is_not_clipped_and_constant_volumes_become_zero() -> None:
+    volume = np.array([0.0, 0.0, 2000.0, 4000.0])
+    out = normalise_intensity(volume, "MR")
+    np.testing.assert_allclose(out, [-3.0, -3.0, -1.0, 1.0], rtol=1e-6)
+    assert not normalise_intensity(np.full(5, 7.0), "MR").any()
+
+
+def test_cut_pads_outside_the_region_with_background() -> None:
+    region = Region(
+        image=np.arange(27, dtype=np.float32).reshape(3, 3, 3),
+        mask=np.ones((3, 3, 3), np.uint8),
+        origin=(10, 10, 10),
+        background=-5.0,
+    )
+    image, mask = cut(region, np.array([9, 10, 11]), 2)
+    assert image.shape == mask.shape == (2, 2, 2)
+    np.testing.assert_array_equal(image[0], -5.0)  # d = 9 lies before the region
+    np.testing.assert_array_equal(image[1], region.image[0, 0:2, 1:3])
+    assert mask.sum() == 4
+    assert crop_start(np.array([5, 5, 5]), 4).tolist() == [3, 3, 3]
+    assert bbox_centre(np.array([2, 2, 2]), np.array([6, 7, 3])).tolist() == [3, 4, 2]
+
+
+@pytest.fixture(scope="module")
+def table(ct_manifest: Path) -> SampleTable:
+    return SampleTable.from_table(
+        read_manifests([ct_manifest], SampleFilter(splits=["Tr"])), ct_manifest.parent
+    )
+
+
+def test_train_crop_is_reproducible_and_contains_the_target(table: SampleTable) -> None:
+    ds = CropDataset(table, CROP, train=True)
+    a, b, c = ds[(0, 11)], ds[(0, 11)], ds[(0, 12)]
+    assert a["image"].shape == a["target"].shape == (1, CROP, CROP, CROP)
+    assert a["target"][0, CROP // 2, CROP // 2, CROP // 2] == 1  # centred on a target voxel
+    assert (a["image"] == b["image"]).all() and (a["target"] == b["target"]).all()
+    assert not (a["image"] == c["image"]).all()
+    assert set(a["target"].unique().tolist()) == {0.0, 1.0}
+
+
+def test_val_crop_is_centred_on_the_bbox_and_deterministic(table: SampleTable) -> None:
+    ds = CropDataset(table, CROP, train=False)
+    first, again = ds[3], ds[3]
+    assert (first["image"] == again["image"]).all()
+    assert int(first["row"]) == 3
+    region = ds.spec(3)
+    centre = bbox_centre(np.array(region.bbox_min), np.array(region.bbox_max))
+    assert first["target"].sum() > 0 and centre.shape == (3,)
+
+
+def test_region_cache_gives_identical_crops(table: SampleTable, tmp_path: Path) -> None:
+    plain = CropDataset(table, CROP, train=True)
+    cached = CropDataset(table, CROP, train=True, cache_dir=tmp_path)
+    for key in [(1, 5), (1, 6)]:  # first call writes the cache, second reads the memory map
+        assert (plain[key]["image"] == cached[key]["image"]).all()
+        assert (plain[key]["target"] == cached[key]["target"]).all()
+    assert len(list(tmp_path.glob("*/meta.json"))) == 1
+
+
+def test_augmentation_is_seeded_per_sample(table: SampleTable) -> None:
+    augment = ({"name": "RandomFlip", "axes": [0, 1, 2], "flip_probability": 0.5},)
+    ds = CropDataset(table, CROP, train=True, augment=augment)
+    plain = CropDataset(table, CROP, train=True)
+    draws = [ds[(2, s)]["image"] for s in range(6)]
+    again = [ds[(2, s)]["image"] for s in range(6)]
+    assert all((x == y).all() for x, y in zip(draws, again, strict=True))
+    assert any(not (ds[(2, s)]["image"] == plain[(2, s)]["image"]).all() for s in range(6))
+    with pytest.raises(ValueError, match="not a torchio random transform"):
+        CropDataset(table, CROP, train=True, augment=({"name": "ZNormalization"},))
+
+
+def test_balanced_sampler_shards_are_disjoint_and_cover_the_draws() -> None:
+    weights = np.array([0.5, 0.25, 0.25])
+    single = list(BalancedSampler(weights, 8, seed=3))
+    shards = [list(BalancedSampler(weights, 4, seed=3, rank=r, world_size=2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 4
+    assert sorted(shards[0] + shards[1]) == sorted(single)
+    sampler = BalancedSampler(weights, 8, seed=3)
+    sampler.set_epoch(1)
+    assert list(sampler) != single
+    assert list(ShardSampler(5, rank=1, world_size=2)) == [1, 3]
+
+
+def test_select_rows_and_evenly_spaced_validation_subset(ct_manifest: Path) -> None:
+    from neurosam3d.training.config import DataConfig
+
+    cfg = DataConfig(root=str(ct_manifest.parent), classes=("liver", "aorta"))
+    rows = select_rows(cfg, (str(ct_manifest),), ("Val",))
+    assert rows.class_name.tolist() == ["aorta", "liver"]
+    assert evenly_spaced(10, 3).tolist() == [0, 4, 9]
+    assert evenly_spaced(3, None).tolist() == [0, 1, 2]
