@@ -11,15 +11,11 @@ RETRAIN = dg.AssetSelection.assets(
 )
 
 #: One dataset partition: raw data version, label tree, manifests.
-prepare_dataset_job = dg.define_asset_job(
-    "prepare_dataset", selection=PER_DATASET, partitions_def=DATASETS
-)
+prepare_dataset_job = dg.define_asset_job("prepare_dataset", selection=PER_DATASET)
 #: Everything after the per-dataset manifests: combine, train, evaluate, register, promote.
 retrain_job = dg.define_asset_job("retrain", selection=RETRAIN)
 #: A changed dataset end to end: its partition, then retraining on the new combined manifest.
-refresh_dataset_job = dg.define_asset_job(
-    "refresh_dataset", selection=PER_DATASET | RETRAIN, partitions_def=DATASETS
-)
+refresh_dataset_job = dg.define_asset_job("refresh_dataset", selection=PER_DATASET | RETRAIN)
 
 weekly_retraining = dg.ScheduleDefinition(
     name="weekly_retraining",

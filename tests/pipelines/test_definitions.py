@@ -1,0 +1,62 @@
+"""The Dagster definitions load and their asset graph is the DVC pipeline's graph."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.definitions import build_definitions
+from pipelines.resources import DvcResource
+from tests.pipelines.conftest import REPO
+
+#: Which DVC stage (or .dvc file) produces each asset; None: Dagster only (registry alias).
+DVC_STAGE_OF = {
+    "raw_dataset": "data.dvc",
+    "label_tree": "prepare",
+    "dataset_manifest": "prepare",
+    "combined_manifest": "prepare",
+    "trained_model": "train",
+    "evaluation": "evaluate",
+    "registered_model": "register",
+    "promotion": None,
+}
+
+
+def test_definitions_load_with_every_asset_check_job_schedule_and_sensor() -> None:
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == set(DVC_STAGE_OF)
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("label_tree", "masks_on_image_grid"),
+        ("dataset_manifest", "manifest_schema"),
+        ("dataset_manifest", "quarantine_growth"),
+        ("combined_manifest", "manifest_schema"),
+        ("registered_model", "comparable_with_champion"),
+    }
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+        "prepare_dataset",
+        "retrain",
+        "refresh_dataset",
+    }
+    assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
+    assert defs.resolve_sensor_def("raw_data_version_sensor").job_name == "refresh_dataset"
+    assert graph.get(dg.AssetKey("trained_model")).pools == {"gpu"}
+
+
+def test_team_definitions_load(project: Path) -> None:
+    assert build_definitions(project, "team").resolve_asset_graph() is not None
+
+
+def test_dagster_graph_matches_dvc_graph(project: Path) -> None:
+    (project / "data.dvc").write_text((REPO / "data.dvc").read_text())
+    dvc_edges = set(DvcResource(root=str(project)).graph())
+    graph = build_definitions(project).resolve_asset_graph()
+    dagster_edges = set()
+    for key in graph.get_all_asset_keys():
+        for parent in graph.get(key).parent_keys:
+            up, down = DVC_STAGE_OF[parent.to_user_string()], DVC_STAGE_OF[key.to_user_string()]
+            if up and down and up != down:
+                dagster_edges.add((up, down))
+    assert dagster_edges == dvc_edges
+    assert ("data.dvc", "prepare") in dvc_edges and ("evaluate", "register") in dvc_edges
