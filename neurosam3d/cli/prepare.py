@@ -123,7 +123,13 @@ def prepare_command(
         ),
     ] = None,
     compresslevel: Annotated[
-        int, typer.Option("--compresslevel", min=1, max=3, help="igzip level of written files.")
+        int,
+        typer.Option(
+            "--compresslevel",
+            min=1,
+            max=3,
+            help="igzip level (1-3) of written images; masks always use level 1 (smaller and faster on sparse masks).",
+        ),
     ] = 3,
     strict: Annotated[
         bool,

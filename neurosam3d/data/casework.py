@@ -25,6 +25,7 @@ from neurosam3d.data.cases import CaseSpec
 from neurosam3d.data.files import write_replace
 from neurosam3d.data.labels import ClassSpec, sanitise_class_name
 from neurosam3d.data.masks import (
+    MASK_COMPRESSLEVEL,
     ClassVoxels,
     MaskEncoder,
     box_of,
@@ -39,7 +40,7 @@ from neurosam3d.data.records import (
     file_digest,
     outputs_intact,
     read_record,
-    records_dir,
+    record_path,
     write_record,
 )
 from neurosam3d.data.volumes import (
@@ -56,14 +57,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PrepareParams:
-    """Parameters that change the output: optional target spacing (mm) and gzip level (1-3)."""
+    """Parameters that change the output: optional target spacing (mm), image igzip level (1-3)."""
 
     resample_spacing: tuple[float, float, float] | None = None
     compresslevel: int = DEFAULT_COMPRESSLEVEL
 
     def as_key(self) -> dict[str, Any]:
         spacing = list(self.resample_spacing) if self.resample_spacing else None
-        return {"resample_spacing": spacing, "compresslevel": self.compresslevel}
+        return {
+            "resample_spacing": spacing,
+            "compresslevel": self.compresslevel,
+            "mask_compresslevel": MASK_COMPRESSLEVEL,
+        }
 
 
 @dataclass
@@ -122,9 +127,9 @@ def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
 
 def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutcome:
     """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date."""
-    record_path = records_dir(out_root, spec.dataset) / f"{spec.case_id}.json"
+    path = record_path(out_root, spec.dataset, spec.case_id)
     key = case_key(spec, params)
-    old = read_record(record_path)
+    old = read_record(path)
     if old is not None and old.get("key") == key and outputs_intact(out_root, old):
         return CaseOutcome(spec.case_id, old, skipped=True)
     written = _Written(out_root)
@@ -166,7 +171,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
     }
     for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
         remove_output(out_root / rel)
-    write_record(record_path, record)
+    write_record(path, record)
     return CaseOutcome(spec.case_id, record, skipped=False)
 
 
@@ -235,7 +240,7 @@ def _build(
         masks = _class_file_masks(spec, target, problems)
         present, source_label = None, None
     image_paths = _write_channels(spec, channels, target, written, params)
-    encoder = MaskEncoder(target.shape, target.affine, target.like, params.compresslevel)
+    encoder = MaskEncoder(target.shape, target.affine, target.like)
     rows = []
     for cls, count, box, build in masks:
         rel = f"{spec.dataset}/labels{spec.split}/{cls.name}/{spec.case_id}.nii.gz"
@@ -337,7 +342,7 @@ def _classes_in_label_map(
     for cls in spec.classes:
         values = [v for v in cls.values if v in counts]
         if values:
-            box = union_box([boxes[v] for v in values])
+            box = boxes[values[0]] if len(values) == 1 else union_box([boxes[v] for v in values])
             found.append(ClassVoxels(cls, sum(counts[v] for v in values), box))
     return found
 

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from neurosam3d.data.files import write_replace
 from neurosam3d.data.schema import (
     ABSENT_SCHEMA,
     MANIFEST_SCHEMA,
@@ -27,7 +28,6 @@ from neurosam3d.data.schema import (
     SPLITS,
     check_schema,
 )
-from neurosam3d.io.atomic import atomic_path
 
 MANIFESTS_DIR = "manifests"
 COMBINED = {
@@ -51,9 +51,10 @@ def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` atomically as zstd Parquet (deterministic for the same rows)."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    """Write ``table`` atomically and durably as zstd Parquet (deterministic for the same rows)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_replace(path, sink.getvalue().to_pybytes(), durable=True)
 
 
 def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:

@@ -37,7 +37,7 @@ from neurosam3d.data.config import DatasetConfig, load_dataset_config
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
-from neurosam3d.data.records import read_record, records_dir
+from neurosam3d.data.records import RECORD_SUFFIX, read_record, records_dir
 from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.taxonomy import categorise
@@ -99,8 +99,9 @@ def _run_all(
             report(done, outcome)
             yield outcome
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["neurosam3d.data.casework"])
+    # fork: workers start in milliseconds with everything imported and never re-run __main__;
+    # they only use numpy/scipy/nibabel/isal, which are safe to use in a forked child.
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
         futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
         for done, future in enumerate(as_completed(futures), 1):
@@ -111,14 +112,15 @@ def _run_all(
 
 def _remove_vanished(out_dir: Path, dataset: str, keep: set[str]) -> None:
     """Remove records and outputs of cases no longer in the raw dataset (or now rejected early)."""
-    for record_path in sorted(records_dir(out_dir, dataset).glob("*.json")):
-        if record_path.stem in keep:
+    for path in sorted(records_dir(out_dir, dataset).glob(f"*{RECORD_SUFFIX}")):
+        case_id = path.name.removesuffix(RECORD_SUFFIX)
+        if case_id in keep:
             continue
-        record = read_record(record_path) or {}
+        record = read_record(path) or {}
         for rel in record.get("outputs", {}):
             remove_output(out_dir / rel)
-        record_path.unlink()
-        log.info("%s: removed outputs of vanished case %s", dataset, record_path.stem)
+        path.unlink()
+        log.info("%s: removed outputs of vanished case %s", dataset, case_id)
 
 
 def _clean_temporaries(out_dir: Path, dataset: str) -> None:

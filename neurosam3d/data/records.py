@@ -1,12 +1,12 @@
 """Per-case records: what was prepared from which inputs, for incremental and crash-safe reruns.
 
-A record ``<out>/.prepare/<dataset>/<case_id>.json`` is written atomically *after* all of the
+A record ``<out>/.prepare/<dataset>/<case_id>.json.gz`` is written atomically *after* all of the
 case's outputs. It holds the case's key (format version, parameters, layout description and the
 size and SHA-256 of every raw input), its outputs (path -> size), manifest rows, absent classes
 and quarantine rows. A rerun skips a case whose key is unchanged and whose outputs all still
 exist with their recorded sizes; a run killed mid-case left no record, so the case is redone and
-its outputs are overwritten with the same bytes. Records hold no timestamps: they are part of
-the deterministic output.
+its outputs are overwritten with the same bytes. Records are gzip-compressed JSON without
+timestamps: they are part of the deterministic output.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from neurosam3d.io.atomic import atomic_write_text
+import isal.igzip as igzip
+
+from neurosam3d.data.files import write_replace
 
 #: Bump when the output of an unchanged input changes (layout of the tree, encoding, columns).
 FORMAT_VERSION = 1
 RECORDS_DIR = ".prepare"
+RECORD_SUFFIX = ".json.gz"
 _CHUNK = 1 << 20
 
 
@@ -38,17 +41,23 @@ def file_digest(path: Path) -> tuple[int, str]:
     return path.stat().st_size, digest.hexdigest()
 
 
+def record_path(out_root: Path, dataset: str, case_id: str) -> Path:
+    """Where a case's record lives."""
+    return records_dir(out_root, dataset) / f"{case_id}{RECORD_SUFFIX}"
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
     """A record, or None if absent or unreadable (then the case is simply redone)."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(igzip.decompress(path.read_bytes()))
+    except (FileNotFoundError, OSError, EOFError, ValueError):
         return None
 
 
 def write_record(path: Path, record: dict[str, Any]) -> None:
-    """Write a record atomically with sorted keys (deterministic bytes)."""
-    atomic_write_text(path, json.dumps(record, sort_keys=True, indent=1) + "\n")
+    """Write a record atomically as gzip'd compact JSON with sorted keys (deterministic bytes)."""
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    write_replace(path, igzip.compress(text.encode(), compresslevel=3, mtime=0))
 
 
 def outputs_intact(out_root: Path, record: dict[str, Any]) -> bool:

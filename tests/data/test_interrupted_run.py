@@ -32,7 +32,7 @@ def _kill_mid_case(process: subprocess.Popen[bytes], out: Path, dataset: str) ->
     records = out / ".prepare" / dataset
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and process.poll() is None:
-        done = {p.stem for p in records.glob("*.json")} if records.is_dir() else set()
+        done = {p.name.removesuffix(".json.gz") for p in records.glob("*.json.gz")}
         started = {p.stem.removesuffix(".nii") for p in out.glob(f"{dataset}/labelsTr/*/*.nii.gz")}
         if len(done) >= 2 and started - done:
             break

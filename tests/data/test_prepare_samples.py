@@ -4,7 +4,6 @@ trees and manifests are checked against the raw files they came from."""
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 
 from neurosam3d.data.config import config_for_layout, load_dataset_config, sample_dataset_names
 from neurosam3d.data.prepare import prepare_dataset, prepare_datasets
+from neurosam3d.data.records import read_record, record_path
 from neurosam3d.data.schema import MANIFEST_SCHEMA, check_schema
 from neurosam3d.io.nifti import load_nifti
 from tests.data.conftest import files_under
@@ -151,5 +151,5 @@ def test_config_less_nnunet_equals_configured(prepared, tmp_path: Path, samples_
     prepare_dataset(config, tmp_path, workers=1)
     name = "Dataset001_TotalSegCT"
     assert files_under(tmp_path / name) == files_under(out / name)
-    record = json.loads((tmp_path / ".prepare" / name / "s0002.json").read_text())
-    assert len(record["rows"]) == 41
+    record = read_record(record_path(tmp_path, name, "s0002"))
+    assert record is not None and len(record["rows"]) == 41
