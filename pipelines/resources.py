@@ -168,8 +168,13 @@ class DvcResource(dg.ConfigurableResource):
 
     def graph(self) -> list[tuple[str, str]]:
         """Edges (upstream stage, downstream stage) of the pipeline in ``dvc.yaml`` and ``*.dvc``."""
+        root = Path(self.root)
+
+        def name(stage: Any) -> str:
+            return getattr(stage, "name", None) or Path(stage.path).relative_to(root).as_posix()
+
         with self._repo() as repo:
-            return sorted((b.addressing, a.addressing) for a, b in repo.index.graph.edges)
+            return sorted((name(b), name(a)) for a, b in repo.index.graph.edges)
 
 
 def local_resources(project: Path) -> dict[str, dg.ConfigurableResource]:

@@ -30,7 +30,9 @@ def make_project(root: Path, params_overrides: dict | None = None) -> Path:
     for section, values in (params_overrides or {}).items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("/.venv\n/data/\n/work/\n/mlflow/\n/.dagster_home/\n/.dvc-remote/\n")
+    (root / ".gitignore").write_text(
+        "/.venv\n/data/\n/work/\n/mlflow/\n/.dagster_home/\n/.dvc-remote/\n"
+    )
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     return root
 

@@ -1,0 +1,81 @@
+"""Sensors, schedule and the per-dataset assets on one real sample dataset."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from neurosam3d.demo import sync_samples
+from pipelines.assets import data
+from pipelines.definitions import build_definitions
+from pipelines.partitions import DATASETS
+from pipelines.resources import local_resources
+from tests.pipelines.conftest import SMALL_DATASET, SMALL_RAW
+
+
+@pytest.fixture()
+def with_data(project: Path) -> Path:
+    sync_samples(project / "samples", project / "data")
+    return project
+
+
+def test_weekly_schedule_requests_retraining(project: Path) -> None:
+    schedule = build_definitions(project).resolve_schedule_def("weekly_retraining")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=UTC)
+    )
+    requests = schedule.evaluate_tick(context).run_requests
+    assert requests is not None and len(requests) == 1
+    assert schedule.job_name == "retrain"
+
+
+def test_sensors_add_new_datasets_and_retrain_only_on_new_data_versions(with_data: Path) -> None:
+    defs = build_definitions(with_data)
+    resources = local_resources(with_data)
+    instance = dg.DagsterInstance.ephemeral()
+
+    def tick(name: str) -> dg.SensorResult:
+        sensor = defs.resolve_sensor_def(name)
+        return sensor(dg.build_sensor_context(instance=instance, resources=resources))
+
+    added = tick("new_dataset_sensor").dynamic_partitions_requests
+    assert [list(r.partition_keys) for r in added] == [[SMALL_DATASET]]
+    instance.add_dynamic_partitions(DATASETS.name, [SMALL_DATASET])
+    assert not tick("new_dataset_sensor").dynamic_partitions_requests
+
+    first = tick("raw_data_version_sensor").run_requests
+    assert [r.partition_key for r in first] == [SMALL_DATASET]  # never materialised: new data
+    dg.materialize(
+        [data.raw_dataset], partition_key=SMALL_DATASET, instance=instance, resources=resources
+    )
+    assert tick("raw_data_version_sensor").run_requests == []  # no change, no run
+
+    label = next((with_data / "data" / SMALL_RAW / "labelsTr").iterdir())
+    label.write_bytes(label.read_bytes() + b"\0")  # new raw bytes: a new DVC hash
+    changed = tick("raw_data_version_sensor").run_requests
+    assert [r.partition_key for r in changed] == [SMALL_DATASET]
+    assert changed[0].run_key != first[0].run_key
+
+
+def test_dataset_partition_materialises_with_passing_checks(with_data: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(DATASETS.name, [SMALL_DATASET])
+    result = dg.materialize(
+        [data.raw_dataset, data.prepared_dataset],
+        partition_key=SMALL_DATASET,
+        instance=instance,
+        resources=local_resources(with_data),
+    )
+    assert result.success
+    manifest = result.asset_materializations_for_node("prepared_dataset")[1]
+    assert manifest.metadata["rows"].value == 2  # spinal cord in one Tr and one Val case
+    assert manifest.metadata["quarantine_rows"].value == 0
+    checks = result.get_asset_check_evaluations()
+    assert {c.check_name for c in checks} == {
+        "masks_on_image_grid",
+        "manifest_schema",
+        "quarantine_growth",
+    }
+    assert all(c.passed for c in checks)
+    assert (with_data / "work" / "data" / "SCTPaired" / "labelsTr" / "spinal_cord").is_dir()
