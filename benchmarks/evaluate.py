@@ -1,0 +1,149 @@
+"""Benchmark: interactive evaluation, ours (embedding once per window) vs re-encoding per click.
+
+Both run the same protocol on the same targets with the same model, seed and click rule
+(``neurosam3d.evaluation.protocol``): the same windows, the same clicks, the same mapping back
+onto the original grid and the same Dice/NSD. The reference, written plainly below, differs in one
+thing only, the way SAM-Med3D's scripts work per window: at every click it cuts the window's
+crop again and runs the image encoder on it before decoding. Ours (``run_target``) encodes each
+window once, when its first click arrives, and only runs prompt encoder and decoder per click.
+
+Data: the shipped CT ``samples/totalsegmentator/s0002`` (CT angiography, 120x126x164 at 1.5 mm,
+LPS; TotalSegmentator pseudo ground truth), its non-empty masks. Model: a named configuration
+with random weights (speed does not depend on the weights), on CPU.
+
+Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 2]``.
+The last line printed is a JSON object with ``eval_speedup`` (reference time / our time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurosam3d.evaluation.geometry import GridMap, box_to_original, grid_for_image, sample_box
+from neurosam3d.evaluation.metrics import score_masks
+from neurosam3d.evaluation.protocol import ProtocolConfig, run_target, target_seed
+from neurosam3d.evaluation.windows import Stitcher, plan_windows, union_box
+from neurosam3d.io.nifti import load_nifti
+from neurosam3d.model import build_model
+from neurosam3d.prompts import NOT_A_POINT, get_click_rule
+from neurosam3d.training.intensity import normalise_intensity
+
+CASE = Path(__file__).resolve().parents[1] / "samples" / "totalsegmentator" / "s0002"
+
+
+def reference_target(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    reference: np.ndarray,
+    grid: GridMap,
+    config: ProtocolConfig,
+    generator: torch.Generator,
+) -> list[float]:
+    """The protocol written plainly, re-encoding a window's crop at every click; Dice per click."""
+    size = model.img_size
+    background = float(image.min())
+    idx = np.argwhere(reference)
+    corners = grid.to_working(np.array([idx.min(axis=0), idx.max(axis=0)], dtype=np.float64))
+    lo, hi = np.floor(corners.min(axis=0)), np.floor(corners.max(axis=0)) + 1
+    windows = plan_windows(lo, hi, size, overlap=config.overlap)
+    region = union_box(windows, grid.shape)
+    target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
+    clicks: dict = {w: ([], []) for w in windows}
+    logits: dict = {}
+    stitcher = Stitcher(region)
+    rule = get_click_rule(config.click_rule)
+    probs_region = None
+    dice = []
+    for _ in range(config.clicks):
+        current = None if probs_region is None else torch.from_numpy(probs_region)[None]
+        step = rule(target, current, generator=generator, threshold=config.threshold)
+        point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
+        label = int(step.labels[0, 0])
+        for window in windows:
+            if label == NOT_A_POINT or not window.contains(point):
+                continue
+            points, labels = clicks[window]
+            points.append(point - np.asarray(window.start))
+            labels.append(label)
+            crop = torch.from_numpy(sample_box(image, grid, window, order=1, cval=background))
+            embedding = model.image_encoder(crop[None, None])  # again, at every click
+            low, _ = model.predict_masks(
+                embedding,
+                torch.from_numpy(np.stack(points).astype(np.float32))[None],
+                torch.tensor([labels]),
+                mask_input=logits.get(window),
+            )
+            logits[window] = low
+            probs = torch.sigmoid(model.upscale_logits(low, size))[0, 0].numpy()
+            stitcher.set(window, probs)
+        probs_region = stitcher.probabilities()
+        prediction = box_to_original(probs_region, grid, region) > config.threshold
+        scores = score_masks(prediction, reference, grid.original_spacing, config.nsd_tolerance_mm)
+        dice.append(scores.dice)
+    return dice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small", help="model configuration (build_model name)")
+    parser.add_argument("--clicks", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model(args.config).eval()
+    image = load_nifti(CASE / "ct.nii.gz")
+    volume = normalise_intensity(np.asarray(image.dataobj), "CT")
+    grid = grid_for_image(image)
+    config = ProtocolConfig(clicks=args.clicks)
+    targets = []
+    for path in sorted((CASE / "segmentations").glob("*.nii.gz")):
+        mask = np.asarray(load_nifti(path).dataobj) > 0
+        if mask.any():
+            targets.append((path.name.removesuffix(".nii.gz"), mask))
+
+    def generator(name: str) -> torch.Generator:
+        return torch.Generator().manual_seed(target_seed(0, "s0002", name))
+
+    with torch.inference_mode():
+        run_target(model, volume, targets[0][1], grid, config, generator(targets[0][0]))  # warm-up
+        ours_s = ref_s = 0.0
+        max_diff = 0.0
+        for name, mask in targets:
+            start = time.perf_counter()
+            ours = run_target(model, volume, mask, grid, config, generator(name))
+            mid = time.perf_counter()
+            ref = reference_target(model, volume, mask, grid, config, generator(name))
+            end = time.perf_counter()
+            ours_s += mid - start
+            ref_s += end - mid
+            diff = max(abs(a.scores.dice - b) for a, b in zip(ours.clicks, ref, strict=True))
+            max_diff = max(max_diff, diff)
+            print(
+                f"{name:32s} windows {ours.final.windows}  ours {mid - start:6.2f} s  "
+                f"reference {end - mid:6.2f} s  max |dDice| {diff:.2e}"
+            )
+    result = {
+        "config": args.config,
+        "clicks": args.clicks,
+        "targets": len(targets),
+        "threads": args.threads,
+        "ours_targets_per_s": len(targets) / ours_s,
+        "reference_targets_per_s": len(targets) / ref_s,
+        "eval_speedup": ref_s / ours_s,
+        "max_abs_dice_diff": max_diff,
+    }
+    print(
+        f"ours {result['ours_targets_per_s']:.3f} targets/s, reference {result['reference_targets_per_s']:.3f} targets/s"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
