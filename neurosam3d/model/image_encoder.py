@@ -9,8 +9,8 @@ Windowed blocks of the released model pad the ``8^3`` token grid (after ``norm1`
 one ``14^3`` window and attend without a mask, so the 2,232 padded tokens, whose key and value are
 just the ``qkv`` bias, take part as keys. Here only the real tokens are queries, and all padded
 keys are folded into one extra key: its key and value are the bias, and its additive bias is the
-log-sum-exp of the padded keys' relative-position terms, which factorises per axis. The result is
-the padded computation's output for the real tokens, without materialising the padded window.
+log-sum-exp of the padded keys' relative-position terms, computed per axis. The result is the
+padded computation's output for the real tokens, without materialising the padded window.
 """
 
 from __future__ import annotations
@@ -40,12 +40,23 @@ def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> 
 
 
 class Attention3D(nn.Module):
-    """Multi-head self-attention with decomposed 3-D relative positions.
+    """Multi-head self-attention with the released model's 3-D relative-position bias.
 
-    ``forward(x, window)`` takes ``B x D x H x W x C`` tokens (already normalised). With
-    ``window=None`` the tokens attend to each other (the relative tables have ``2 * D - 1`` rows).
-    With ``window=w > D`` the tokens are the real part of a zero-padded ``w^3`` window and the
-    result equals the padded computation restricted to them.
+    ``forward(x, window)`` takes ``B x S x S x S x C`` tokens (already normalised, cubic). With
+    ``window=None`` the tokens attend to each other (tables of ``2 * S - 1`` rows). With
+    ``window=w > S`` they are the real part of a zero-padded ``w^3`` window and the result equals
+    the padded computation restricted to them.
+
+    The released model adds its per-axis terms ``rel_a[q, k] = q_vec(q) . P_a[q_a - k]`` to the
+    ``q x k`` logits through shifted broadcasts, which over a cubic window amount to (query
+    ``i = (i0, i1, i2)``, key ``j = (j0, j1, j2)``, ``q(.)`` the query vector at a position)::
+
+        bias[i, j] = q(i0, i1, i2) . P_d[i0 - j2] + q(i0, i1, j0) . P_h[i1 - j2]
+                   + q(i0, i1, j1) . P_w[j1 - j2]
+
+    This is the function its weights were trained with, so it is reproduced exactly (the golden
+    parity fixture pins it). For a fixed ``j2`` the bias splits into terms in ``j0`` and ``j1``
+    alone, which is what lets :meth:`_fold_padding` sum over the padded keys per axis.
     """
 
     def __init__(self, dim: int, num_heads: int, rel_size: int) -> None:
@@ -58,33 +69,52 @@ class Attention3D(nn.Module):
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
 
-    def _axis_terms(self, q: torch.Tensor, k_sizes: tuple[int, int, int]) -> list[torch.Tensor]:
-        """Per-axis relative terms ``q . R[i, j]``: ``b x D x H x W x k_size`` each, fp32."""
-        tables = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
-        letters = ("dkc", "hkc", "wkc")
-        out = []
-        with torch.autocast(q.device.type, enabled=False):  # keep the bias in fp32 under autocast
-            for axis, (table, k_size, spec) in enumerate(zip(tables, k_sizes, letters, strict=True)):
-                rel = relative_position_table(q.shape[1 + axis], k_size, table.float())
-                out.append(torch.einsum(f"bdhwc,{spec}->bdhwk", q.float(), rel))
-        return out
+    def _bias_terms(
+        self, q_grid: torch.Tensor, q_line: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The three bias terms in fp32 (``g`` real, ``s`` window positions per axis).
+
+        Args:
+            q_grid: ``b x g x g x g x c`` real query vectors.
+            q_line: ``b x g x g x s x c`` query vectors along the last axis, padded ones included.
+
+        Returns:
+            ``U[b, i0, i1, i2, j2]`` (``b x g x g x g x s``), ``V[b, i0, i1, j0, j2]`` and
+            ``W[b, i0, i1, j1, j2]`` (``b x g x g x s x s``).
+        """
+        g, s = q_grid.shape[1], q_line.shape[3]
+        with torch.autocast(q_grid.device.type, enabled=False):  # keep the bias in fp32
+            q_grid, q_line = q_grid.float(), q_line.float()
+            table_d = relative_position_table(g, s, self.rel_pos_d.float())
+            table_h = relative_position_table(g, s, self.rel_pos_h.float())
+            table_w = relative_position_table(s, s, self.rel_pos_w.float())
+            u = torch.einsum("bxyzc,xkc->bxyzk", q_grid, table_d)
+            v = torch.einsum("bxytc,ykc->bxytk", q_line, table_h)
+            w = torch.einsum("bxytc,tkc->bxytk", q_line, table_w)
+        return u, v, w
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
-        b, d, h, w, c = x.shape
-        n, heads = d * h * w, self.num_heads
+        b, g, _, _, c = x.shape
+        n, heads = g**3, self.num_heads
         qkv = self.qkv(x).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
-        q_grid = q.reshape(b * heads, d, h, w, -1)
-        sizes = (d, h, w) if window is None else (window, window, window)
-        rel_d, rel_h, rel_w = self._axis_terms(q_grid, sizes)
-        # Bias for the real keys [0, d) x [0, h) x [0, w).
+        s = window or g
+        q_grid = q.reshape(b * heads, g, g, g, -1)
+        q_line = q_grid
+        if s > g:  # padded positions hold the bias of q
+            bias_q = self.qkv.bias.reshape(3, heads, 1, 1, 1, -1)[0].to(q.dtype)
+            pad = bias_q.expand(b, heads, g, g, s - g, -1).reshape(b * heads, g, g, s - g, -1)
+            q_line = torch.cat((q_grid, pad), dim=3)
+        u, vv, ww = self._bias_terms(q_grid, q_line)
         bias = (
-            rel_d[..., :d, None, None] + rel_h[..., None, :h, None] + rel_w[..., None, None, :w]
+            u[:, :, :, :, None, None, :g]
+            + vv[:, :, :, None, :g, None, :g]
+            + ww[:, :, :, None, None, :g, :g]
         ).reshape(b, heads, n, n)
-        if window is not None:
-            k, v, bias = self._fold_padding(q, k, v, bias, (rel_d, rel_h, rel_w), (d, h, w))
+        if s > g:
+            k, v, bias = self._fold_padding(q, k, v, bias, (u, vv, ww))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(b, d, h, w, c))
+        return self.proj(out.transpose(1, 2).reshape(b, g, g, g, c))
 
     def _fold_padding(
         self,
@@ -92,24 +122,32 @@ class Attention3D(nn.Module):
         k: torch.Tensor,
         v: torch.Tensor,
         bias: torch.Tensor,
-        rel: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-        real: tuple[int, int, int],
+        terms: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Append one key standing for every padded key of the window.
 
-        A padded key's logit is ``scale q.b_k + A_d[kd] + A_h[kh] + A_w[kw]`` and its value
-        ``b_v``, so together the padded keys act as one key ``b_k`` with value ``b_v`` and bias
-        ``log sum_{padded} exp(A_d + A_h + A_w)``. The padded set (window minus the real box) is
-        split into three disjoint boxes (``kd`` past the real part; else ``kh`` past it; else
-        ``kw`` past it), each a product of per-axis sums, so no cancellation occurs.
+        A padded key's logit is ``scale q.b_k + bias[i, j]`` and its value ``b_v``, so together
+        the padded keys act as one key ``b_k`` with value ``b_v`` and additive bias
+        ``log sum_{j padded} exp(bias[i, j])``. For fixed ``j2`` that sum is
+        ``exp(U[j2]) * sum_{j0, j1} exp(V[j0, j2] + W[j1, j2])`` over the padded ``(j0, j1)``:
+        all of them when ``j2`` is padded, else the disjoint union "``j0`` padded" and
+        "``j0`` real, ``j1`` padded". Everything stays in log space, without cancellation.
         """
         b, heads, n, head_dim = q.shape
-        lse = [(r[..., :size].logsumexp(-1), r[..., size:].logsumexp(-1), r.logsumexp(-1))
-               for r, size in zip(rel, real, strict=True)]
-        (d_lo, d_hi, d_all), (h_lo, h_hi, h_all), (w_lo, w_hi, w_all) = lse
-        padded = torch.stack(
-            (d_hi + h_all + w_all, d_lo + h_hi + w_all, d_lo + h_lo + w_hi), dim=-1
-        ).logsumexp(-1)
+        u, vv, ww = terms
+        g = u.shape[1]
+        v_lo, v_hi, v_all = (vv[..., :g, :].logsumexp(3), vv[..., g:, :].logsumexp(3),
+                             vv.logsumexp(3))
+        w_lo, w_hi, w_all = (ww[..., :g, :].logsumexp(3), ww[..., g:, :].logsumexp(3),
+                             ww.logsumexp(3))
+        per_j2 = torch.cat(  # b x g x g x s: log sum over the padded (j0, j1) for each j2
+            (
+                torch.logaddexp(v_hi + w_all, v_lo + w_hi)[..., :g],
+                v_all[..., g:] + w_all[..., g:],
+            ),
+            dim=-1,
+        )
+        padded = (u + per_j2[:, :, :, None, :]).logsumexp(-1)  # b x g x g x g
         bias = torch.cat((bias, padded.reshape(b, heads, n, 1)), dim=-1)
         bias_k, bias_v = self.qkv.bias.reshape(3, heads, 1, head_dim)[1:].to(q.dtype)
         k = torch.cat((k, bias_k.expand(b, heads, 1, head_dim)), dim=2)
