@@ -36,8 +36,12 @@ def download_registered_checkpoint(
 
     from neurosam3d.tracking import resolve_tracking_uri
 
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(dst_dir)))
+    uri = resolve_tracking_uri(tracking_uri)
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=model_uri, dst_path=str(dst_dir), tracking_uri=uri, registry_uri=uri
+        )
+    )
     files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
     found = [p for p in files if p.name.endswith(CHECKPOINT_SUFFIXES)]
     if len(found) != 1:
