@@ -50,7 +50,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         problems = []
         if self.img_size % self.patch_size:
-            problems.append(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+            problems.append(
+                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
+            )
         if self.encoder_embed_dim % self.encoder_num_heads:
             problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
         if self.prompt_embed_dim % 3 or self.prompt_embed_dim % 2:
@@ -59,7 +61,9 @@ class ModelConfig:
             )
         grid, window = self.embedding_size, self.encoder_window_size
         if window > 0 and grid % window and grid > window:
-            problems.append(f"encoder_window_size {window} neither divides nor covers the {grid}^3 token grid")
+            problems.append(
+                f"encoder_window_size {window} neither divides nor covers the {grid}^3 token grid"
+            )
         if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
             problems.append("encoder_global_attn_indexes out of range")
         if problems:

@@ -136,10 +136,12 @@ class Attention3D(nn.Module):
         b, heads, n, head_dim = q.shape
         u, vv, ww = terms
         g = u.shape[1]
-        v_lo, v_hi, v_all = (vv[..., :g, :].logsumexp(3), vv[..., g:, :].logsumexp(3),
-                             vv.logsumexp(3))
-        w_lo, w_hi, w_all = (ww[..., :g, :].logsumexp(3), ww[..., g:, :].logsumexp(3),
-                             ww.logsumexp(3))
+        v_lo, v_hi, v_all = (
+            vv[..., :g, :].logsumexp(3),
+            vv[..., g:, :].logsumexp(3),
+            vv.logsumexp(3),
+        )
+        w_hi, w_all = ww[..., g:, :].logsumexp(3), ww.logsumexp(3)
         per_j2 = torch.cat(  # b x g x g x s: log sum over the padded (j0, j1) for each j2
             (
                 torch.logaddexp(v_hi + w_all, v_lo + w_hi)[..., :g],

@@ -48,9 +48,7 @@ class PositionEmbeddingRandom3D(nn.Module):
     def forward(self, size: tuple[int, int, int]) -> torch.Tensor:
         """Encoding of the centres of a ``D x H x W`` grid: ``3F x D x H x W``."""
         matrix = self.positional_encoding_gaussian_matrix
-        axes = [
-            (torch.arange(n, device=matrix.device, dtype=matrix.dtype) + 0.5) / n for n in size
-        ]
+        axes = [(torch.arange(n, device=matrix.device, dtype=matrix.dtype) + 0.5) / n for n in size]
         c0, c1, c2 = torch.meshgrid(*axes, indexing="ij")
         # The released model feeds the grid's first two axes to the frequencies swapped (a 2-D
         # x/y habit); point prompts are not swapped. Kept for weight compatibility.
@@ -122,7 +120,9 @@ class PromptEncoder3D(nn.Module):
         masks: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """See the module docstring; at least one prompt must be given."""
-        present = [p for p in (points[0] if points is not None else None, boxes, masks) if p is not None]
+        present = [
+            p for p in (points[0] if points is not None else None, boxes, masks) if p is not None
+        ]
         if not present:
             raise ValueError("give at least one of points, boxes, masks")
         bs = present[0].shape[0]

@@ -1,0 +1,161 @@
+"""Interactive prediction: encode a volume once, then decode any number of click sets.
+
+::
+
+    predictor = Predictor(model, device="cpu")
+    predictor.set_image(volume)                     # 1 x in_chans x S x S x S, float
+    out = predictor.predict(points, labels)         # B x N x 3 voxel indices, B x N labels
+    out = predictor.predict(points2, labels2, mask_input=out.low_res_logits)
+
+Coordinates are voxel indices of the model input (``S = model.img_size``) along its last three
+axes; labels are 1 (positive), 0 (negative) or -1 (padding, ignored). ``B`` targets of the same
+image are decoded in one batch against the cached embedding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from neurosam3d.model.sam3d import Sam3D
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One decoding step for ``B`` targets and ``M`` masks each (1, or 3 with ``multimask``).
+
+    Attributes:
+        low_res_logits: ``B x M x L x L x L`` float32 logits (``L = low_res_size``); feed one
+            channel back as the next step's ``mask_input``.
+        probabilities: ``B x M x S x S x S`` float32 sigmoid of the trilinearly upsampled logits.
+        mask: ``B x M x S x S x S`` bool, ``probabilities > threshold``.
+        iou: ``B x M`` float32 predicted IoU of each mask.
+    """
+
+    low_res_logits: torch.Tensor
+    probabilities: torch.Tensor
+    mask: torch.Tensor
+    iou: torch.Tensor
+
+
+class Predictor:
+    """Stateful wrapper around a :class:`Sam3D` that caches one image embedding.
+
+    Args:
+        model: the model; moved to ``device`` and put in eval mode.
+        device: where to run.
+        threshold: probability above which a voxel is in the mask.
+        amp_dtype: run under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16`` on GPU);
+            outputs are float32 either way.
+    """
+
+    def __init__(
+        self,
+        model: Sam3D,
+        device: str | torch.device = "cpu",
+        threshold: float = 0.5,
+        amp_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.threshold = threshold
+        self.amp_dtype = amp_dtype
+        self._embedding: torch.Tensor | None = None
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @property
+    def is_image_set(self) -> bool:
+        return self._embedding is not None
+
+    def reset_image(self) -> None:
+        """Drop the cached embedding."""
+        self._embedding = None
+
+    def set_image(self, volume: torch.Tensor) -> None:
+        """Encode ``volume`` (``1 x in_chans x S x S x S`` at the model's input size) and cache it."""
+        cfg = self.model.config
+        expected = (1, cfg.in_chans) + (cfg.img_size,) * 3
+        if tuple(volume.shape) != expected:
+            raise ValueError(
+                f"set_image expects a {expected} tensor (resample/crop to the model input size "
+                f"first), got {tuple(volume.shape)}"
+            )
+        with torch.inference_mode(), self._autocast():
+            emb = self.model.image_encoder(volume.to(self.device, torch.float32))
+        self._embedding = emb.float()
+
+    def _check_prompts(
+        self,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        box: torch.Tensor | None,
+    ) -> int:
+        size, low = self.model.img_size, self.model.low_res_size
+        batch = None
+        if points is not None:
+            if labels is None or points.ndim != 3 or points.shape[-1] != 3:
+                raise ValueError("points must be B x N x 3 with labels B x N")
+            if tuple(labels.shape) != tuple(points.shape[:2]):
+                raise ValueError(
+                    f"labels {tuple(labels.shape)} do not match points {tuple(points.shape)}"
+                )
+            real = labels >= 0
+            if bool(((points < 0) | (points > size - 1)).any(-1)[real].any()):
+                raise ValueError(f"point coordinates must be voxel indices in [0, {size - 1}]")
+            batch = points.shape[0]
+        if box is not None:
+            if box.ndim != 2 or box.shape[-1] != 6:
+                raise ValueError("box must be B x 6: (d0, h0, w0, d1, h1, w1) voxel corners")
+            batch = batch or box.shape[0]
+        if mask_input is not None:
+            if mask_input.ndim != 5 or tuple(mask_input.shape[1:]) != (1, low, low, low):
+                raise ValueError(f"mask_input must be B x 1 x {low}^3 low-resolution logits")
+            batch = batch or mask_input.shape[0]
+        if batch is None:
+            raise ValueError("give points, a box or a mask_input")
+        return batch
+
+    def predict(
+        self,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_input: torch.Tensor | None = None,
+        multimask: bool = False,
+        box: torch.Tensor | None = None,
+    ) -> Prediction:
+        """Decode ``B`` targets against the cached embedding (see the module docstring).
+
+        Args:
+            points: ``B x N x 3`` float voxel indices, or ``None`` with a box or mask prompt.
+            labels: ``B x N`` int labels (1 positive, 0 negative, -1 padding).
+            mask_input: ``B x 1 x L x L x L`` previous low-resolution logits, or ``None``.
+            multimask: return the 3 alternative masks instead of one.
+            box: ``B x 6`` voxel box ``(d0, h0, w0, d1, h1, w1)`` (box-capable models only).
+        """
+        if self._embedding is None:
+            raise RuntimeError("call set_image(volume) before predict()")
+        self._check_prompts(points, labels, mask_input, box)
+        dev = self.device
+
+        def to_dev(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+            return None if t is None else t.to(dev, dtype)
+
+        with torch.inference_mode(), self._autocast():
+            logits, iou = self.model.predict_masks(
+                self._embedding,
+                to_dev(points, torch.float32),
+                to_dev(labels, torch.long),
+                to_dev(mask_input, torch.float32),
+                multimask=multimask,
+                boxes=to_dev(box, torch.float32),
+            )
+            logits = logits.float()
+            probabilities = torch.sigmoid(self.model.upscale_logits(logits, self.model.img_size))
+        return Prediction(logits, probabilities, probabilities > self.threshold, iou.float())
