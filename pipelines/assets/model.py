@@ -10,11 +10,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from pipelines.metadata import png_markdown, table
+from pipelines.params import cli_options
 from pipelines.pipes_stage import flatten
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
 from pipelines.stages import run_stage, stage_env
 
 GROUP = "model"
+CLI = ".venv/bin/neurosam3d"
 
 
 class TrainConfig(dg.Config):
@@ -45,20 +47,21 @@ def trained_model(
     mlflow: MlflowResource,
     pipes_subprocess_client: dg.PipesSubprocessClient,
 ) -> dg.MaterializeResult:
-    params = project.params()
-    out = project.path / params["train"]["out"]
-    summary_path = out / "summary.json"
-    overrides: list[str] = []
-    if config.device and config.device != params["train"]["device"]:
-        overrides.append(f"--device {config.device}")
-    experiment = bool(config.config and config.config != params["train"]["config"])
-    if experiment:
-        overrides.append(f"--config {config.config}")
-    if not overrides and dvc.is_up_to_date("train"):
+    params = project.params()["train"]
+    summary_path = project.path / params["out"] / "summary.json"
+    options = {**params, "device": config.device or params["device"]}
+    experiment = bool(config.config) and config.config != params["config"]
+    if experiment:  # params.yaml's overrides belong to params.yaml's configuration
+        options = {**options, "config": config.config, "set": []}
+    if options == params and dvc.is_up_to_date("train"):
         context.log.info("DVC stage train is up to date: reporting its outputs")
         metadata = flatten(json.loads(summary_path.read_text()))
     else:
-        command = " ".join([dvc.stage_command("train"), *overrides])
+        command = (
+            dvc.stage_command("train")
+            if options == params
+            else " ".join([CLI, "train", *cli_options(options)])
+        )
         invocation = pipes_subprocess_client.run(
             context=context,
             command=[
@@ -76,9 +79,9 @@ def trained_model(
         metadata = dict(invocation.get_materialize_result().metadata or {})
         if experiment:
             context.log.warning(
-                "trained with %s instead of params.yaml's %s: dvc.lock not updated",
+                "trained with %s, not params.yaml's %s: dvc.lock keeps the params.yaml record",
                 config.config,
-                params["train"]["config"],
+                params["config"],
             )
         else:
             dvc.commit("train")
