@@ -5,7 +5,7 @@ Public API (see README "Model API"):
 * :func:`build_model` ``(name="sam_med3d") -> Sam3D``; :data:`MODEL_CONFIGS`, :class:`ModelConfig`;
 * :func:`load_checkpoint` ``(path, name=None, strict=True, components=None) -> Sam3D``;
 * :func:`export_checkpoint` ``(model, path, fmt="release" | "safetensors" | "lightning")``,
-  :func:`save_safetensors`, :func:`inspect_checkpoint`, :func:`read_state_dict`;
+  :func:`export_release`, :func:`save_safetensors`, :func:`inspect_checkpoint`, :func:`read_state_dict`;
 * :class:`Predictor` (``set_image`` once, ``predict`` per click set) returning :class:`Prediction`.
 """
 
@@ -16,6 +16,7 @@ from neurosam3d.model.checkpoint import (
     KeyReport,
     detect_config,
     export_checkpoint,
+    export_release,
     inspect_checkpoint,
     load_checkpoint,
     read_state_dict,
@@ -37,6 +38,7 @@ __all__ = [
     "build_model",
     "detect_config",
     "export_checkpoint",
+    "export_release",
     "get_config",
     "inspect_checkpoint",
     "load_checkpoint",

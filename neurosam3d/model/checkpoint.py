@@ -411,6 +411,13 @@ def export_checkpoint(
     return path
 
 
+def export_release(
+    model: Sam3D | Mapping[str, torch.Tensor], path: str | os.PathLike[str], epoch: int = 0
+) -> Path:
+    """Shorthand for ``export_checkpoint(model, path, fmt="release")``."""
+    return export_checkpoint(model, path, fmt="release", epoch=epoch)
+
+
 def save_safetensors(model: Sam3D, path: str | os.PathLike[str]) -> Path:
     """Shorthand for ``export_checkpoint(model, path, fmt="safetensors")``."""
     return export_checkpoint(model, path, fmt="safetensors")

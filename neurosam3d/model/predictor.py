@@ -8,7 +8,9 @@
     out = predictor.predict(points2, labels2, mask_input=out.low_res_logits)
 
 Coordinates are voxel indices of the model input (``S = model.img_size``) along its last three
-axes; labels are 1 (positive), 0 (negative) or -1 (padding, ignored). ``B`` targets of the same
+axes (points outside it are allowed: sliding-window callers keep clicks of neighbouring
+windows; the Fourier encoding extrapolates); labels are 1 (positive), 0 (negative) or -1
+(padding, ignored). ``B`` targets of the same
 image are decoded in one batch against the cached embedding.
 """
 
@@ -97,7 +99,7 @@ class Predictor:
         mask_input: torch.Tensor | None,
         box: torch.Tensor | None,
     ) -> int:
-        size, low = self.model.img_size, self.model.low_res_size
+        low = self.model.low_res_size
         batch = None
         if points is not None:
             if labels is None or points.ndim != 3 or points.shape[-1] != 3:
@@ -106,9 +108,6 @@ class Predictor:
                 raise ValueError(
                     f"labels {tuple(labels.shape)} do not match points {tuple(points.shape)}"
                 )
-            real = labels >= 0
-            if bool(((points < 0) | (points > size - 1)).any(-1)[real].any()):
-                raise ValueError(f"point coordinates must be voxel indices in [0, {size - 1}]")
             batch = points.shape[0]
         if box is not None:
             if box.ndim != 2 or box.shape[-1] != 6:
