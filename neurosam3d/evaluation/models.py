@@ -33,13 +33,22 @@ def download_registered_checkpoint(
             f"{model_uri!r} is not an MLflow model URI (models:/NAME@ALIAS or models:/NAME/VERSION)"
         )
     import mlflow
+    from mlflow import MlflowClient
 
     from neurosam3d.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name, sep, alias = model_uri.removeprefix(MODEL_URI_PREFIX).partition("@")
+    if sep:
+        version = client.get_model_version_by_alias(name, alias)
+    else:
+        name, _, number = name.partition("/")
+        version = client.get_model_version(name, number)
+    source = client.get_model_version_download_uri(version.name, version.version)
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(dst_dir), tracking_uri=uri, registry_uri=uri
+            artifact_uri=source, dst_path=str(dst_dir), tracking_uri=uri
         )
     )
     files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
