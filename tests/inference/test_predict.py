@@ -105,3 +105,28 @@ def test_box_limits_the_prediction(shared_data, tmp_path, oracle):
     inside = np.zeros_like(cord)
     inside[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1] = True
     np.testing.assert_array_equal(result.mask, cord & inside)
+
+
+def test_cli_segments_a_shipped_ct_from_world_clicks(shared_data, tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from neurosam3d.cli import app
+    from neurosam3d.model import build_model, save_safetensors
+
+    torch.manual_seed(0)
+    checkpoint = save_safetensors(build_model("tiny"), tmp_path / "tiny.safetensors")
+    image_path = shared_data / "totalsegmentator-examples/example_ct_sm.nii.gz"
+    image = nib.load(image_path)
+    world = image.affine @ np.array([81.0, 58.0, 19.0, 1.0])
+    point = ",".join(f"{v:.3f}" for v in world[:3])
+    out = tmp_path / "mask.nii.gz"
+    args = ["predict", str(image_path), "--checkpoint", str(checkpoint), "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--world", "--point", point + ",+"])
+    assert result.exit_code == 0, result.output
+    written = nib.load(out)
+    assert written.shape == image.shape and written.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(written.affine, image.affine, atol=1e-6)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
+    outside = CliRunner().invoke(app, [*args, "--point", "500,1,1,+"])
+    assert outside.exit_code == 2 and "outside the image" in outside.output
