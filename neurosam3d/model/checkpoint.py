@@ -113,13 +113,16 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "global" in str(exc).lower():
-            raise CheckpointError(
-                f"refusing to load {path}: it needs pickled objects outside the allow-list "
-                f"(argparse.Namespace and tensors). Convert it to safetensors in a trusted "
-                f"environment. Details: {str(exc).splitlines()[0]}"
-            ) from None
-        raise CheckpointError(f"cannot read {path}: not a valid checkpoint ({exc})") from None
+        # torch's message also suggests weights_only=False, which we never do: keep the cause.
+        cause = next(
+            (ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()),
+            "unsupported pickle",
+        )
+        raise CheckpointError(
+            f"refusing to load {path}: it needs pickled objects outside the allow-list "
+            f"(tensors, plain containers, argparse.Namespace): {cause}. Nothing in it was run; "
+            f"if you trust the file, re-save its weights as safetensors elsewhere."
+        ) from None
     except (RuntimeError, EOFError, ValueError, OSError) as exc:
         raise CheckpointError(
             f"cannot read {path}: truncated or not a PyTorch checkpoint ({exc})"
