@@ -85,6 +85,7 @@ def default_taxonomy() -> Taxonomy:
         return Taxonomy.from_yaml(path)
 
 
+@functools.lru_cache(maxsize=4096)
 def categorise(class_name: str) -> str:
     """Category of ``class_name`` under the packaged rules, or ``"uncategorised"``."""
     return default_taxonomy().categorise(class_name)

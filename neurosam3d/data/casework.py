@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,10 @@ from neurosam3d.data.files import write_replace
 from neurosam3d.data.labels import ClassSpec, sanitise_class_name
 from neurosam3d.data.masks import (
     MASK_COMPRESSLEVEL,
-    ClassVoxels,
     MaskEncoder,
     box_of,
     class_mask,
-    label_statistics,
+    label_boxes,
     sha256_hex,
     union_box,
 )
@@ -232,19 +232,20 @@ def _build(
         target = _Grid(shape, affine, primary)
     if spec.label_map is not None:
         labels = _load_label_map(spec, spec.label_map, target)
-        found = _classes_in_label_map(spec, labels, problems)
-        masks = ((v.spec, v.voxel_count, v.box, lambda v=v: class_mask(labels, v)) for v in found)
-        present = {v.spec.name for v in found}
+        masks = (
+            (cls, box, *class_mask(labels, cls, box))
+            for cls, box in _classes_in_label_map(spec, labels, problems)
+        )
         source_label = spec.relative(spec.label_map)
     else:
         masks = _class_file_masks(spec, target, problems)
-        present, source_label = None, None
+        source_label = None
     image_paths = _write_channels(spec, channels, target, written, params)
     encoder = MaskEncoder(target.shape, target.affine, target.like)
     rows = []
-    for cls, count, box, build in masks:
+    for cls, box, mask, count in masks:
         rel = f"{spec.dataset}/labels{spec.split}/{cls.name}/{spec.case_id}.nii.gz"
-        data = encoder.encode(build())
+        data = encoder.encode(mask)
         written.put(rel, data)
         rows.append(
             _row(spec, cls, count, box, target, image_paths, rel, sha256_hex(data), source_label)
@@ -255,7 +256,7 @@ def _build(
             source_label or spec.relative(spec.images[0].path),
             "no voxel of any known class in this case",
         )
-    present = present if present is not None else {r["class_name"] for r in rows}
+    present = {r["class_name"] for r in rows}
     declared = spec.classes if spec.label_map is not None else [c for c, _ in spec.class_files]
     absent = [
         {
@@ -320,19 +321,19 @@ def _load_label_map(spec: CaseSpec, path: Path, target: _Grid) -> np.ndarray:
 
 def _classes_in_label_map(
     spec: CaseSpec, labels: np.ndarray, problems: list[Problem]
-) -> list[ClassVoxels]:
-    counts, boxes = label_statistics(labels)
+) -> list[tuple[ClassSpec, tuple[slice, slice, slice]]]:
+    """The classes present in ``labels`` with their boxes; unknown values become a problem."""
+    boxes = label_boxes(labels)
     mapped = {v for c in spec.classes for v in c.values} | set(spec.known_values)
-    unknown = sorted(set(counts) - mapped)
-    rel = spec.relative(spec.label_map) if spec.label_map else ""
+    unknown = sorted(set(boxes) - mapped)
     if unknown:
-        voxels = sum(counts[v] for v in unknown)
+        voxels = int(np.count_nonzero(np.isin(labels, unknown)))
         problems.append(
             Problem(
                 spec.dataset,
                 spec.case_id,
                 None,
-                rel,
+                spec.relative(spec.label_map) if spec.label_map else "",
                 f"label values {unknown} ({voxels} voxels) are not in the label map; "
                 "they are left out of every mask (add them to the config's labels to keep them)",
                 Kind.UNKNOWN_LABEL_VALUE,
@@ -340,15 +341,19 @@ def _classes_in_label_map(
         )
     found = []
     for cls in spec.classes:
-        values = [v for v in cls.values if v in counts]
-        if values:
-            box = boxes[values[0]] if len(values) == 1 else union_box([boxes[v] for v in values])
-            found.append(ClassVoxels(cls, sum(counts[v] for v in values), box))
+        present = [boxes[v] for v in cls.values if v in boxes]
+        if present:
+            found.append((cls, present[0] if len(present) == 1 else union_box(present)))
     return found
 
 
-def _class_file_masks(spec: CaseSpec, target: _Grid, problems: list[Problem]):
-    """Yield (class, voxel count, box, mask builder) per non-empty class file; log problems."""
+def _class_file_masks(
+    spec: CaseSpec, target: _Grid, problems: list[Problem]
+) -> Iterator[tuple[ClassSpec, tuple[slice, slice, slice], np.ndarray, int]]:
+    """Yield (class, box, uint8 mask, voxel count) per non-empty class file, one file at a time.
+
+    A file that cannot be used rejects its class only (a problem with ``class_name``).
+    """
     for cls, path in spec.class_files:
         rel = spec.relative(path)
         try:
@@ -360,10 +365,10 @@ def _class_file_masks(spec: CaseSpec, target: _Grid, problems: list[Problem]):
                 Problem(spec.dataset, spec.case_id, cls.name, exc.path, exc.problem, exc.kind)
             )
             continue
-        mask = np.not_equal(data, 0).view(np.uint8)
+        mask = np.asfortranarray(np.not_equal(data, 0).view(np.uint8))
         box = box_of(mask)
         if box is not None:
-            yield cls, int(np.count_nonzero(mask)), box, lambda mask=mask: np.asfortranarray(mask)
+            yield cls, box, mask, int(np.count_nonzero(mask[box]))
 
 
 def _row(

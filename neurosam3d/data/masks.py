@@ -1,7 +1,7 @@
 """Binary masks from a label map in one pass, and their fast deterministic encoding.
 
-One pass over the label map gives every class's voxel count (``np.bincount``) and bounding box
-(``scipy.ndimage.find_objects``); each mask is then built only inside its box. All masks of a
+One pass over the label map (``scipy.ndimage.find_objects``) gives every value's bounding box;
+each mask is then built, and its voxels counted, only inside its box. All masks of a
 case share one NIfTI header, so it is serialised once and each mask costs one gzip of its
 voxels (the bytes equal ``neurosam3d.io.nifti.nifti_bytes`` of the same image).
 """
@@ -9,7 +9,6 @@ voxels (the bytes equal ``neurosam3d.io.nifti.nifti_bytes`` of the same image).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import isal.igzip as igzip
 import nibabel as nib
@@ -26,39 +25,23 @@ MASK_COMPRESSLEVEL = 1
 _DENSE_MAX = 1 << 16
 
 
-@dataclass(frozen=True)
-class ClassVoxels:
-    """Where one class lies: voxel count and half-open box (i, j, k) in voxel indices."""
+def label_boxes(labels: np.ndarray) -> dict[int, tuple[slice, slice, slice]]:
+    """Bounding box of every non-zero value of ``labels`` (I, J, K) integer, in one pass.
 
-    spec: ClassSpec
-    voxel_count: int
-    box: tuple[slice, slice, slice]
-
-
-def label_statistics(
-    labels: np.ndarray,
-) -> tuple[dict[int, int], dict[int, tuple[slice, ...]]]:
-    """Voxel count and bounding box of every non-zero value of ``labels`` (I, J, K) int.
-
-    Returns ({value: count}, {value: (slice_i, slice_j, slice_k)}), boxes half-open.
+    Returns {value: (slice_i, slice_j, slice_k)}, half-open voxel indices. Voxel counts are
+    taken later from each class's crop, so the full volume is scanned only once here.
     """
     high = int(labels.max()) if labels.size else 0
-    if labels.dtype.kind == "u" and high < _DENSE_MAX:
-        counts = np.bincount(labels.ravel(order="K"), minlength=high + 1)
-        values = np.flatnonzero(counts)
+    low = int(labels.min()) if labels.size else 0
+    if low >= 0 and high < _DENSE_MAX:
         boxes = ndimage.find_objects(labels, max_label=high) if high else []
-        return (
-            {int(v): int(counts[v]) for v in values if v},
-            {int(v): boxes[v - 1] for v in values if v},
-        )
-    values, counts = np.unique(labels, return_counts=True)
-    stats, boxes = {}, {}
-    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        return {v: box for v, box in enumerate(boxes, 1) if box is not None}
+    found = {}
+    for value in np.unique(labels).tolist():
         if value:
-            stats[value] = count
             where = np.nonzero(labels == value)
-            boxes[value] = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
-    return stats, boxes
+            found[value] = tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
+    return found
 
 
 def union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, slice, slice]:
@@ -68,14 +51,19 @@ def union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, slice, slice]:
     )
 
 
-def class_mask(labels: np.ndarray, where: ClassVoxels) -> np.ndarray:
-    """Binary uint8 mask (I, J, K), Fortran order, of ``where.spec``'s values inside its box."""
+def class_mask(
+    labels: np.ndarray, spec: ClassSpec, box: tuple[slice, slice, slice]
+) -> tuple[np.ndarray, int]:
+    """Binary uint8 mask (I, J, K), Fortran order, of ``spec``'s values, and its voxel count.
+
+    Only the box is compared; the rest of the mask is zeros.
+    """
     mask = np.zeros(labels.shape, dtype=np.uint8, order="F")
-    crop = labels[where.box]
-    values = where.spec.values
+    crop = labels[box]
+    values = spec.values
     inside = crop == values[0] if len(values) == 1 else np.isin(crop, values)
-    mask[where.box] = inside
-    return mask
+    mask[box] = inside
+    return mask, int(np.count_nonzero(inside))
 
 
 def box_of(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
