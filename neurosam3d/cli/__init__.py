@@ -43,4 +43,6 @@ def main() -> None:
     app()
 
 
-from neurosam3d.cli import evaluate, predict, prepare, train  # noqa: E402, F401  (registers the commands)
+from neurosam3d.cli import checkpoint, evaluate, predict, prepare, train  # noqa: E402, F401  (registers the commands)
+
+app.add_typer(checkpoint.app, name="checkpoint")
