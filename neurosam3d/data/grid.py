@@ -53,8 +53,10 @@ def resample_nearest(
     """
     matrix = _voxel_map(src_affine, dst_affine)
     out = np.zeros(dst_shape, dtype=data.dtype, order="F")
+    # "grid-constant": a point a rounding error outside the first or last voxel centre still
+    # takes that voxel (plain "constant" would zero a whole edge slice); beyond it, 0.
     ndimage.affine_transform(
-        data, matrix[:3, :3], offset=matrix[:3, 3], output=out, order=0, mode="constant", cval=0
+        data, matrix[:3, :3], offset=matrix[:3, 3], output=out, order=0, mode="grid-constant"
     )
     return out
 
