@@ -3,9 +3,20 @@
 The reference below is the released model's windowed attention written plainly: pad the token
 grid after ``norm1`` to whole windows, attend over every padded token with the full decomposed
 relative-position bias, crop. It uses the same weights as ours (the same module's parameters).
+
+    python benchmarks/encoder.py                                   # CPU, fp32, batch 1
+    python benchmarks/encoder.py --device cuda --dtype fp32,bf16 --batch 1,8
+
+Each variant runs in a fresh subprocess; peak memory is ru_maxrss minus that of a baseline
+process that only builds the weights and the input (CPU), or torch.cuda.max_memory_allocated
+(GPU). The last line is one JSON object (first configuration's figures plus all runs).
 """
 
 from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,3 +81,182 @@ def reference_encoder(enc: ImageEncoderViT3D, image: torch.Tensor) -> torch.Tens
     for blk in enc.blocks:
         x = reference_block(blk, x)
     return enc.neck(x.permute(0, 4, 1, 2, 3))
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark driver: every variant runs in a fresh subprocess so that peak memory is its own.
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+VARIANTS = ("baseline", "reference", "ours")
+
+
+def _deterministic_model(seed: int) -> torch.nn.Module:
+    """The released architecture with reproducible non-trivial weights (rel. positions too)."""
+    from neurosam3d.model import build_model
+
+    model = build_model("sam_med3d")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            noise = torch.randn(tensor.shape, generator=gen)
+            tensor.copy_(
+                1.0 + 0.1 * noise if tensor.ndim == 1 and "weight" in name else 0.02 * noise
+            )
+    return model.eval()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _worker(args) -> dict[str, object]:
+    """One variant in this process; returns timings, peak memory and writes the output."""
+    import statistics
+    import time
+
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    model = _deterministic_model(args.seed).to(device)
+    image = torch.randn(
+        (args.batch, 1, 128, 128, 128), generator=torch.Generator().manual_seed(args.seed + 1)
+    ).to(device)
+    encoder = model.image_encoder
+    forward = encoder if args.worker == "ours" else (lambda x: reference_encoder(encoder, x))
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result: dict[str, object] = {"variant": args.worker}
+    if args.worker == "baseline":
+        result["peak_bytes"] = _peak_bytes(device)
+        return result
+    times = []
+    with torch.inference_mode(), autocast:
+        for i in range(args.warmup + args.repeats):
+            _sync(device)
+            start = time.perf_counter()
+            embedding = forward(image)
+            _sync(device)
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+    result["peak_bytes"] = _peak_bytes(device)
+    result["forward_s"] = statistics.median(times)
+    torch.save(embedding.float().cpu(), args.out)
+    if args.worker == "ours":
+        result["click_ms"] = 1000 * _time_clicks(model, embedding, device, autocast)
+    return result
+
+
+def _time_clicks(model, embedding: torch.Tensor, device: torch.device, autocast) -> float:
+    """Median seconds of one click (prompt encoder + decoder) against a cached embedding."""
+    import statistics
+    import time
+
+    batch = embedding.shape[0]
+    points = torch.tensor([[[64.0, 64.0, 64.0], [64.0, 64.0, 40.0], [40.0, 64.0, 64.0]]])
+    labels = torch.tensor([[1, 0, 1]])
+    points, labels = points.expand(batch, -1, -1).to(device), labels.expand(batch, -1).to(device)
+    times = []
+    with torch.inference_mode(), autocast:
+        for _ in range(3):
+            previous = None
+            for n in (1, 2, 3):
+                _sync(device)
+                start = time.perf_counter()
+                previous, _ = model.predict_masks(
+                    embedding, points[:, :n], labels[:, :n], mask_input=previous
+                )
+                _sync(device)
+                times.append(time.perf_counter() - start)
+    return statistics.median(times[3:])  # first round is warm-up
+
+
+def _run_variant(variant: str, args, out: Path) -> dict[str, object]:
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, __file__, "--worker", variant, "--device", args.device,
+        "--dtype", args.dtype, "--batch", str(args.batch), "--repeats", str(args.repeats),
+        "--warmup", str(args.warmup), "--seed", str(args.seed), "--out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{variant} worker failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _compare(args) -> dict[str, object]:
+    """Run baseline, reference and ours for one (device, dtype, batch); derive the ratios."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
+        outs = {v: Path(tmp) / f"{v}.pt" for v in VARIANTS}
+        res = {v: _run_variant(v, args, outs[v]) for v in VARIANTS}
+        diff = (torch.load(outs["ours"]) - torch.load(outs["reference"])).abs().max().item()
+    base = res["baseline"]["peak_bytes"] if args.device == "cpu" else 0
+    ref_mem = res["reference"]["peak_bytes"] - base
+    ours_mem = res["ours"]["peak_bytes"] - base
+    return {
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "reference_forward_s": round(res["reference"]["forward_s"], 4),
+        "ours_forward_s": round(res["ours"]["forward_s"], 4),
+        "reference_peak_mib": round(ref_mem / 2**20, 1),
+        "ours_peak_mib": round(ours_mem / 2**20, 1),
+        "encoder_speedup": round(res["reference"]["forward_s"] / res["ours"]["forward_s"], 2),
+        "encoder_peak_mem_ratio": round(ours_mem / ref_mem, 3),
+        "max_abs_diff": float(f"{diff:.3g}"),
+        "click_ms": round(res["ours"]["click_ms"], 2),
+    }
+
+
+def main() -> None:
+    import argparse
+    import copy
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="fp32", help="comma list of fp32, bf16 (autocast)")
+    parser.add_argument("--batch", default="1", help="comma list of batch sizes, e.g. 1,8")
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed forwards first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        args.batch = int(args.batch)
+        print(json.dumps(_worker(args)))
+        return
+    device_name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"{os.cpu_count()}-core CPU"
+    )
+    rows = []
+    for dtype in args.dtype.split(","):
+        for batch in args.batch.split(","):
+            run = copy.copy(args)
+            run.dtype, run.batch = dtype, int(batch)
+            row = _compare(run)
+            rows.append(row)
+            print(
+                f"{device_name} {dtype} batch {batch}: reference {row['reference_forward_s']:.3f} s "
+                f"{row['reference_peak_mib']:.0f} MiB | ours {row['ours_forward_s']:.3f} s "
+                f"{row['ours_peak_mib']:.0f} MiB | speedup {row['encoder_speedup']}x, memory "
+                f"ratio {row['encoder_peak_mem_ratio']}, max|diff| {row['max_abs_diff']}, "
+                f"click {row['click_ms']} ms",
+                flush=True,
+            )
+    print(json.dumps({**rows[0], "device_name": device_name, "runs": rows}))
+
+
+if __name__ == "__main__":
+    main()
