@@ -70,7 +70,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("neurosam3d", "champion")
     registration = json.loads((project / "work" / "register" / "registration.json").read_text())
-    assert champion.version == registration["version"]
+    assert str(champion.version) == registration["version"]
     data_md5 = yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"]
     assert champion.tags["neurosam3d.data_version"] == data_md5
     assert champion.tags["neurosam3d.eval.clicks"] == "5"

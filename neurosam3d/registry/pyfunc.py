@@ -10,14 +10,13 @@ Input (a DataFrame, one row per request):
 Output (a DataFrame, same rows): ``mask``, the uint8 mask on exactly the image's grid as base64
 of a ``.nii.gz`` file, and ``voxels``, its foreground voxel count.
 
-Artifacts: ``weights`` (safetensors state dict) and ``config`` (the architecture as JSON,
-:class:`~neurosam3d.model.ModelConfig` fields).
+Artifacts: ``weights`` (safetensors state dict, the architecture in its metadata) and ``config``
+(the architecture as JSON, :class:`~neurosam3d.model.ModelConfig` fields, for people).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,17 +48,10 @@ class PromptableSegmenter(mlflow.pyfunc.PythonModel):
     """Loads the architecture and weights once; segments each row from its clicks."""
 
     def load_context(self, context: Any) -> None:
-        from safetensors.torch import load_file
+        from neurosam3d.model import load_checkpoint
 
-        from neurosam3d.model import ModelConfig, build_model
-
-        config = json.loads(Path(context.artifacts["config"]).read_text())
-        for key, value in config.items():
-            if isinstance(value, list):
-                config[key] = tuple(value)
-        self.model = build_model(ModelConfig(**config))
-        self.model.load_state_dict(load_file(context.artifacts["weights"]))
-        self.model.eval()
+        # The safetensors file carries the architecture in its metadata (config.json shows it).
+        self.model = load_checkpoint(context.artifacts["weights"]).eval()
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

@@ -93,18 +93,13 @@ def _existing(client: Any, name: str, checkpoint_sha256: str) -> Any | None:
 
 def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path]:
     """Weights (safetensors), architecture (JSON) and release-format checkpoint of ``checkpoint``."""
-    from safetensors.torch import save_file
-
-    from neurosam3d.model import export_release, load_checkpoint
+    from neurosam3d.model import export_release, load_checkpoint, save_safetensors
 
     model = load_checkpoint(checkpoint)
-    weights = folder / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    weights = save_safetensors(model, folder / "weights.safetensors")
     config = folder / "config.json"
-    config.write_text(json.dumps(asdict(model.config), indent=2, sort_keys=True) + "\n")
-    release = folder / "release" / f"{checkpoint.stem}.pth"
-    release.parent.mkdir()
-    export_release(model, release)
+    config.write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
+    release = export_release(model, folder / "release" / f"{checkpoint.stem}.pth")
     return weights, config, release
 
 
