@@ -29,6 +29,7 @@ import argparse
 import json
 import multiprocessing
 import shutil
+import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -192,6 +193,9 @@ def main() -> None:
             "bytes_ours_tree_only": bytes_tree,
             "speedup_vs_seed": round(seconds_seed / seconds_ours, 2),
             "vs_io_floor": round(seconds_ours / seconds_floor, 3),
+            "vs_io_floor_median": round(
+                statistics.median(ours_times) / statistics.median(floor_times), 3
+            ),
             "bytes_vs_seed": round(disk_ours / disk_seed, 3),
             "apparent_bytes_vs_seed": round(bytes_ours / bytes_seed, 4),
             "tree_apparent_bytes_vs_seed": round(bytes_tree / bytes_seed, 4),
