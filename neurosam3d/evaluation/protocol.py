@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from neurosam3d.evaluation.geometry import GridMap, box_to_original, sample_box
-from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, score_masks
+from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, ReferenceScorer
 from neurosam3d.evaluation.session import WindowSession
 from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, Stitcher, plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
@@ -112,12 +112,18 @@ def run_target(
     region = union_box((w.box for w in windows), grid.shape)
     target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
     stitcher = Stitcher(region)
+    scorer = ReferenceScorer(reference, grid.original_spacing, config.nsd_tolerance_mm)
     rule = get_click_rule(config.click_rule)
     probs_region: np.ndarray | None = None
     scored: list[ClickScore] = []
     for click in range(1, config.clicks + 1):
-        current = None if probs_region is None else torch.from_numpy(probs_region)[None]
-        step = rule(target, current, generator=generator, threshold=config.threshold)
+        # The rule gets the thresholded mask: the same click as from the probabilities.
+        current = (
+            None
+            if probs_region is None
+            else torch.from_numpy(probs_region > config.threshold)[None]
+        )
+        step = rule(target, current, generator=generator)
         point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
         label = int(step.labels[0, 0])
         if label != NOT_A_POINT:
@@ -128,7 +134,7 @@ def run_target(
         probs_region = stitcher.probabilities()
         probs = box_to_original(probs_region, grid, region)
         prediction = probs > config.threshold
-        scores = score_masks(prediction, reference, grid.original_spacing, config.nsd_tolerance_mm)
+        scores = scorer.score(prediction)
         active = sum(1 for w in windows if w.encoded)
         scored.append(ClickScore(click, scores, active))
     return TargetResult(scored, prediction, probs)

@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from neurosam3d.evaluation.metrics import normalised_surface_dice, score_masks, surface
+from neurosam3d.evaluation.metrics import (
+    ReferenceScorer,
+    normalised_surface_dice,
+    score_masks,
+    surface,
+)
 from neurosam3d.io.nifti import voxel_spacing
 
 
@@ -88,3 +93,10 @@ def test_empty_mask_policy(pred_any, ref_any, expected):
     scores = score_masks(pred, ref, (1.0, 1.0, 1.0))
     for value in (scores.dice, scores.nsd):
         assert (math.isnan(value) and math.isnan(expected)) or value == expected
+
+
+def test_reference_scorer_matches_score_masks(real_pairs):
+    for pred, ref, spacing in real_pairs:
+        scorer = ReferenceScorer(ref, spacing, tolerance_mm=2.0)
+        for candidate in (pred, ref, np.zeros_like(ref), ndimage.binary_erosion(ref)):
+            assert scorer.score(candidate) == score_masks(candidate, ref, spacing, 2.0)
