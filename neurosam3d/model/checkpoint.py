@@ -397,13 +397,13 @@ def export_checkpoint(
             }
             torch.save(payload, tmp)
         elif fmt == "lightning":
-            import lightning
+            from importlib.metadata import version
 
             payload = {
                 "state_dict": {LIGHTNING_PREFIX + k: v for k, v in sd.items()},
                 "epoch": epoch,
                 "global_step": 0,
-                "pytorch-lightning_version": lightning.__version__,
+                "pytorch-lightning_version": version("lightning"),
             }
             torch.save(payload, tmp)
         else:
