@@ -56,6 +56,11 @@ class InteractiveSegmentationModule(L.LightningModule):
             raise ValueError(
                 f"clicks.val_report {clicks.val_report} must lie in 1..{clicks.val_clicks}"
             )
+        reported = [f"val/dice_{k}" for k in clicks.val_report]
+        if self.cfg.trainer.monitor not in reported:
+            raise ValueError(
+                f"trainer.monitor {self.cfg.trainer.monitor!r} must be one of {reported}"
+            )
         self.model = build_network(self.cfg)
         self.train_rule = get_click_rule(clicks.rule)
         self.val_rule = get_click_rule(clicks.val_rule)

@@ -89,7 +89,23 @@ def _strategy(cfg: TrainConfig) -> Any:
 
 
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -> TrainSummary:
-    """Train as configured; return (and write to ``out_dir/summary.json``) the summary."""
+    """Train as configured; return (and write to ``out_dir/summary.json``) the summary.
+
+    ``trainer.cpu_threads`` applies for the duration of the call (the previous torch thread count
+    is restored afterwards).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if cfg.trainer.cpu_threads:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
+    try:
+        return _train(cfg, Path(out_dir), resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
@@ -98,7 +114,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
 
-    out = Path(out_dir).resolve()
+    out = out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     uri = resolve_tracking_uri(cfg.tracking.uri)

@@ -1,0 +1,103 @@
+"""End to end: `neurosam3d train` logs to MLflow and writes a summary; a resumed run continues."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from neurosam3d.cli import app
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
+
+
+def _fast(manifest: Path, cache: Path) -> list[str]:
+    """Overrides that make the demo configuration take seconds."""
+    return [
+        f"data.root={manifest.parent}",
+        f"data.train_manifests=[{manifest}]",
+        f"data.val_manifests=[{manifest}]",
+        f"data.cache_dir={cache}",
+        "data.classes=[liver, spleen]",
+        "data.batch_size=1",
+        "data.val_max_items=2",
+        "data.augment=[]",
+        "clicks.num_clicks=3",
+        "clicks.val_clicks=2",
+        "clicks.val_report=[1, 2]",
+        "trainer.monitor=val/dice_2",
+        "trainer.max_steps=2",
+        "trainer.val_every_n_steps=2",
+        "tracking.overlays=1",
+    ]
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    ct_manifest: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict, pytest.MonkeyPatch]:
+    home = tmp_path_factory.mktemp("home")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("NEUROSAM3D_HOME", str(home))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = home / "train"
+    args = ["train", "--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
+    for item in _fast(ct_manifest, home / "cache"):
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    yield home, json.loads((out / "summary.json").read_text()), patch
+    patch.undo()
+
+
+def test_run_is_tracked_in_mlflow_with_checkpoints(first_run: tuple[Path, dict, object]) -> None:
+    from mlflow import MlflowClient
+
+    home, summary, _ = first_run
+    assert summary["global_step"] == 2
+    assert summary["tracking_uri"] == f"sqlite:///{home}/mlflow/mlflow.db"
+    assert set(summary["val_dice"]) == set(summary["baseline_val_dice"]) == {"1", "2"}
+    assert Path(summary["best_checkpoint"]).is_file() and Path(summary["last_checkpoint"]).is_file()
+    client = MlflowClient(summary["tracking_uri"])
+    run = client.get_run(summary["run_id"])
+    assert "train/loss" in run.data.metrics and "val/dice_2" in run.data.metrics
+    assert len(run.data.tags["neurosam3d.manifest_sha256"]) == 64
+    assert run.data.params["config/trainer/max_steps"] == "2"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoints", "overlays", "config.yaml", "summary.json"} <= artifacts
+    ckpts = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    assert str(home / "mlflow" / "artifacts") in run.info.artifact_uri
+
+
+def test_checkpoint_keys_are_the_release_keys_under_model(
+    first_run: tuple[Path, dict, object],
+) -> None:
+    from neurosam3d.model import build_model
+
+    _, summary, _ = first_run
+    state = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    expected = {f"model.{k}" for k in build_model("tiny").state_dict()}
+    assert set(state["state_dict"]) == expected
+
+
+def test_resume_continues_step_optimiser_and_mlflow_run(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    from neurosam3d.training import load_config, train
+
+    home, summary, _ = first_run
+    saved = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2
+    cfg = load_config(CONFIG, [*_fast(ct_manifest, home / "cache"), "trainer.max_steps=3"])
+    resumed = train(cfg, home / "resumed", resume=summary["last_checkpoint"])
+    assert resumed.global_step == 3 and resumed.run_id == summary["run_id"]
+    after = torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=True)
+    state_before = saved["optimizer_states"][0]["state"]
+    state_after = after["optimizer_states"][0]["state"]
+    assert all(int(s["step"]) == 2 for s in state_before.values())
+    assert all(int(s["step"]) == 3 for s in state_after.values())  # Adam continued, not reset
+    assert after["lr_schedulers"][0]["last_epoch"] == 3
