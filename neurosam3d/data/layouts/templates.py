@@ -16,7 +16,7 @@ from pathlib import Path
 
 from neurosam3d.data.cases import CaseSpec, Discovery, ImageSource
 from neurosam3d.data.config import ConfigError, DatasetConfig, SplitFiles
-from neurosam3d.data.labels import build_classes
+from neurosam3d.data.labels import ClassSpec, build_classes
 from neurosam3d.data.problems import Kind, Problem
 
 PER_CASE_DEFAULT = {
@@ -54,7 +54,7 @@ def _find_case_ids(root: Path, template: str) -> set[str]:
 
 def classes_from_label_map(
     dataset: str, source: str, label_map: Mapping[str, Iterable[int]]
-) -> tuple[tuple, tuple[int, ...], list[Problem]]:
+) -> tuple[tuple[ClassSpec, ...], tuple[int, ...], list[Problem]]:
     """Classes of a raw ``name -> values`` map, values of rejected names, and their problems.
 
     ``source`` names the file the map came from (config or dataset.json), for the quarantine.
