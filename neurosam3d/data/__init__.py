@@ -11,8 +11,9 @@ Modules, in the order data flows through them:
 - ``layouts``: the registry of layout kinds; each lists cases without opening images.
 - ``cases``: case specs, duplicate and unsafe ids, split rules.
 - ``labels``: class-name sanitising and label maps.
-- ``casework``: one case in a worker (``volumes`` validation, ``grid`` placement and spacing,
-  ``masks`` one-pass boxes and encoding, ``files`` atomic writes, ``records`` reruns).
+- ``casework``: one case in a worker (``volumes`` validation, ``label_sources`` label maps and
+  per-class files, ``grid`` placement and spacing, ``masks`` one-pass boxes and encoding,
+  ``files`` atomic writes, ``records`` reruns).
 - ``manifest``: per-dataset and combined Parquet tables (``schema``), ``problems`` their
   quarantine reasons.
 - ``prepare``: the parallel run over cases and the report.

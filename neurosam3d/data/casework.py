@@ -1,10 +1,10 @@
 """Prepare one case: read each raw file once, write the image once and one mask per class present.
 
 :func:`run_case` is what a worker process runs. It skips a case whose record says nothing
-changed (:mod:`neurosam3d.data.records`); otherwise it loads and validates every input *before*
-writing, writes the image channel(s) in their native dtype, then one binary uint8 mask per class
-present on exactly the image grid (a label on another grid is placed by world coordinates,
-nearest neighbour; one that does not overlap the image is rejected), then the record. Stale
+changed (:mod:`neurosam3d.data.records`); otherwise it loads and validates the image channels
+and the label map *before* writing, writes the image channel(s) in their native dtype, then one
+binary uint8 mask per class present on exactly the image grid
+(:mod:`neurosam3d.data.label_sources`), then the record. Stale
 outputs of an earlier version of the case are removed. Paths in rows are POSIX, relative to the
 output root; bounding boxes are half-open voxel indices (i, j, k); spacing is in mm.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,14 @@ import numpy as np
 from neurosam3d.data import grid
 from neurosam3d.data.cases import CaseSpec
 from neurosam3d.data.files import write_replace
+from neurosam3d.data.grid import Grid
+from neurosam3d.data.label_sources import class_file_masks, classes_in_label_map, load_label_map
 from neurosam3d.data.labels import ClassSpec, sanitise_class_name
 from neurosam3d.data.masks import (
     MASK_COMPRESSLEVEL,
     MaskEncoder,
-    box_of,
     class_mask,
-    label_boxes,
     sha256_hex,
-    union_box,
 )
 from neurosam3d.data.problems import CaseRejected, Kind, Problem
 from neurosam3d.data.records import (
@@ -45,7 +43,6 @@ from neurosam3d.data.records import (
 )
 from neurosam3d.data.volumes import (
     check_finite,
-    integer_labels,
     native_array,
     read_nifti,
     squeeze_to_3d,
@@ -78,19 +75,6 @@ class CaseOutcome:
     case_id: str
     record: dict[str, Any]
     skipped: bool
-
-
-@dataclass
-class _Grid:
-    """The output grid of a case: shape (voxels), affine (voxel -> mm) and a header source."""
-
-    shape: tuple[int, int, int]
-    affine: np.ndarray
-    like: nib.Nifti1Image
-
-    @property
-    def spacing(self) -> tuple[float, float, float]:
-        return tuple(float(x) for x in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
 
 
 @dataclass
@@ -225,20 +209,20 @@ def _build(
     spec: CaseSpec, params: PrepareParams, written: _Written, problems: list[Problem]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     channels, primary = _load_channels(spec)
-    target = _Grid(channels[0].shape, primary.affine, primary)
+    target = Grid(channels[0].shape, primary.affine, primary)
     if params.resample_spacing:
         shape, affine = grid.spacing_grid(target.shape, target.affine, params.resample_spacing)
         channels = [grid.resample_linear(c, target.affine, shape, affine) for c in channels]
-        target = _Grid(shape, affine, primary)
+        target = Grid(shape, affine, primary)
     if spec.label_map is not None:
-        labels = _load_label_map(spec, spec.label_map, target)
+        labels = load_label_map(spec, spec.label_map, target)
         masks = (
             (cls, box, *class_mask(labels, cls, box))
-            for cls, box in _classes_in_label_map(spec, labels, problems)
+            for cls, box in classes_in_label_map(spec, labels, problems)
         )
         source_label = spec.relative(spec.label_map)
     else:
-        masks = _class_file_masks(spec, target, problems)
+        masks = class_file_masks(spec, target, problems)
         source_label = None
     image_paths = _write_channels(spec, channels, target, written, params)
     encoder = MaskEncoder(target.shape, target.affine, target.like)
@@ -275,7 +259,7 @@ def _build(
 def _write_channels(
     spec: CaseSpec,
     channels: list[np.ndarray],
-    target: _Grid,
+    target: Grid,
     written: _Written,
     params: PrepareParams,
 ) -> list[str]:
@@ -289,94 +273,12 @@ def _write_channels(
     return paths
 
 
-def _on_grid(data: np.ndarray, affine: np.ndarray, target: _Grid, rel: str) -> np.ndarray:
-    """``data`` placed on the target grid (nearest neighbour by world coordinates)."""
-    if grid.same_grid(data.shape, affine, target.shape, target.affine):
-        return data
-    if not grid.overlaps(data.shape, affine, target.shape, target.affine):
-        raise CaseRejected(
-            Kind.GRID_MISMATCH,
-            rel,
-            f"label grid {data.shape} does not overlap the image grid {target.shape} in world "
-            "space (a different subject or a wrong affine?)",
-        )
-    placed = grid.resample_nearest(data, affine, target.shape, target.affine)
-    if data.any() and not placed.any():
-        raise CaseRejected(
-            Kind.GRID_MISMATCH, rel, "no labelled voxel of this label falls inside the image"
-        )
-    return placed
-
-
-def _load_label_map(spec: CaseSpec, path: Path, target: _Grid) -> np.ndarray:
-    rel = spec.relative(path)
-    image = read_nifti(path, spec.relative)
-    data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "label map")
-    labels = integer_labels(data, rel)
-    labels = _on_grid(labels, image.affine, target, rel)
-    if not labels.any():
-        raise CaseRejected(Kind.EMPTY_LABEL, rel, "label map is all zero (no labelled voxel)")
-    return labels
-
-
-def _classes_in_label_map(
-    spec: CaseSpec, labels: np.ndarray, problems: list[Problem]
-) -> list[tuple[ClassSpec, tuple[slice, slice, slice]]]:
-    """The classes present in ``labels`` with their boxes; unknown values become a problem."""
-    boxes = label_boxes(labels)
-    mapped = {v for c in spec.classes for v in c.values} | set(spec.known_values)
-    unknown = sorted(set(boxes) - mapped)
-    if unknown:
-        voxels = int(np.count_nonzero(np.isin(labels, unknown)))
-        problems.append(
-            Problem(
-                spec.dataset,
-                spec.case_id,
-                None,
-                spec.relative(spec.label_map) if spec.label_map else "",
-                f"label values {unknown} ({voxels} voxels) are not in the label map; "
-                "they are left out of every mask (add them to the config's labels to keep them)",
-                Kind.UNKNOWN_LABEL_VALUE,
-            )
-        )
-    found = []
-    for cls in spec.classes:
-        present = [boxes[v] for v in cls.values if v in boxes]
-        if present:
-            found.append((cls, present[0] if len(present) == 1 else union_box(present)))
-    return found
-
-
-def _class_file_masks(
-    spec: CaseSpec, target: _Grid, problems: list[Problem]
-) -> Iterator[tuple[ClassSpec, tuple[slice, slice, slice], np.ndarray, int]]:
-    """Yield (class, box, uint8 mask, voxel count) per non-empty class file, one file at a time.
-
-    A file that cannot be used rejects its class only (a problem with ``class_name``).
-    """
-    for cls, path in spec.class_files:
-        rel = spec.relative(path)
-        try:
-            image = read_nifti(path, spec.relative)
-            data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "class mask")
-            data = _on_grid(integer_labels(data, rel), image.affine, target, rel)
-        except CaseRejected as exc:
-            problems.append(
-                Problem(spec.dataset, spec.case_id, cls.name, exc.path, exc.problem, exc.kind)
-            )
-            continue
-        mask = np.asfortranarray(np.not_equal(data, 0).view(np.uint8))
-        box = box_of(mask)
-        if box is not None:
-            yield cls, box, mask, int(np.count_nonzero(mask[box]))
-
-
 def _row(
     spec: CaseSpec,
     cls: ClassSpec,
     count: int,
     box: tuple[slice, ...],
-    target: _Grid,
+    target: Grid,
     image_paths: list[str],
     mask_path: str,
     digest: str,

@@ -8,9 +8,25 @@ the source's voxel space (``inv(A_src) @ A_dst``), so orientation and origin are
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output grid of a case: shape (voxels), affine (voxel -> mm) and a header source."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    like: nib.Nifti1Image
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(x) for x in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
+
 
 #: Affines equal within this tolerance (mm, and direction cosines x spacing) are the same grid.
 AFFINE_ATOL = 1e-3
