@@ -55,10 +55,12 @@ class ModelConfig:
             )
         if self.encoder_embed_dim % self.encoder_num_heads:
             problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
-        if self.prompt_embed_dim % 3 or self.prompt_embed_dim % 2:
+        if self.prompt_embed_dim % 3:
             problems.append(
-                "prompt_embed_dim must be divisible by 6 (3-D Fourier features are [sin, cos, sin])"
+                "prompt_embed_dim must be divisible by 3 (3-D Fourier features are [sin, cos, sin])"
             )
+        if self.mask_in_chans % 4:
+            problems.append("mask_in_chans must be divisible by 4")
         grid, window = self.embedding_size, self.encoder_window_size
         if window > 0 and grid % window and grid > window:
             problems.append(
