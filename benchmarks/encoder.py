@@ -25,8 +25,8 @@ from neurosam3d.model.image_encoder import Attention3D, Block3D, ImageEncoderViT
 
 
 def _rel_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-    q = torch.arange(q_size)[:, None] * max(k_size / q_size, 1.0)
-    k = torch.arange(k_size)[None, :] * max(q_size / k_size, 1.0)
+    q = torch.arange(q_size, device=rel_pos.device)[:, None] * max(k_size / q_size, 1.0)
+    k = torch.arange(k_size, device=rel_pos.device)[None, :] * max(q_size / k_size, 1.0)
     idx = (q - k) + (k_size - 1) * max(q_size / k_size, 1.0)
     return rel_pos[idx.long()]
 
