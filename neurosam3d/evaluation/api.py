@@ -77,6 +77,10 @@ def read_manifests(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
         check_schema(table, MANIFEST_SCHEMA, str(path))
         tables.append(table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
     frame = pa.concat_tables(tables).to_pandas()
+    if frame.empty:
+        raise ValueError(
+            f"the manifests {[str(p) for p in paths]} hold no (case, class) rows to evaluate"
+        )
     return frame.sort_values(_KEYS).drop_duplicates(_KEYS).reset_index(drop=True)
 
 

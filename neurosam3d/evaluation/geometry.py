@@ -134,6 +134,9 @@ def plan_grid(
     scale[:3, :3] = np.diag(zoom)
     scale[:3, 3] = 0.5 * zoom - 0.5
     matrix = scale @ reorient
+    logger.debug(
+        "working grid %s at %s mm for an original grid %s", working_shape, spacing / zoom, shape3
+    )
     return GridMap(
         matrix=matrix,
         shape=working_shape,  # type: ignore[arg-type]

@@ -8,7 +8,6 @@ through the reference's centre of mass along the last array axis of the RAS-reor
 from __future__ import annotations
 
 import io
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ import pandas as pd
 from nibabel import orientations
 
 from neurosam3d.io.atomic import atomic_write_bytes
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

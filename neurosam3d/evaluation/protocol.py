@@ -136,6 +136,13 @@ def run_target(
         prediction = probs > config.threshold
         scores = scorer.score(prediction)
         active = sum(1 for w in windows if w.encoded)
+        logger.debug(
+            "click %d (label %d): Dice %.4f, %d window(s) encoded",
+            click,
+            label,
+            scores.dice,
+            active,
+        )
         scored.append(ClickScore(click, scores, active))
     return TargetResult(scored, prediction, probs)
 
