@@ -29,7 +29,7 @@ from neurosam3d.data.labels import ClassSpec, sanitise_class_name
 from neurosam3d.data.masks import (
     MASK_COMPRESSLEVEL,
     MaskEncoder,
-    class_mask,
+    class_masks,
     sha256_hex,
 )
 from neurosam3d.data.problems import CaseRejected, Kind, Problem
@@ -216,10 +216,7 @@ def _build(
         target = Grid(shape, affine, primary)
     if spec.label_map is not None:
         labels = load_label_map(spec, spec.label_map, target)
-        masks = (
-            (cls, box, *class_mask(labels, cls, box))
-            for cls, box in classes_in_label_map(spec, labels, problems)
-        )
+        masks = class_masks(labels, classes_in_label_map(spec, labels, problems))
         source_label = spec.relative(spec.label_map)
     else:
         masks = class_file_masks(spec, target, problems)

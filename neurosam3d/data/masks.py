@@ -2,17 +2,20 @@
 
 One pass over the label map (``scipy.ndimage.find_objects``) gives every value's bounding box;
 each mask is then built, and its voxels counted, only inside its box. All masks of a
-case share one NIfTI header, so it is serialised once and each mask costs one gzip of its
-voxels (the bytes equal ``neurosam3d.io.nifti.nifti_bytes`` of the same image).
+case share one NIfTI header, so it is serialised once; each mask is then streamed through one
+gzip compressor (header, then the voxels straight from the array's memory), which is an order of
+magnitude faster than joining them into one buffer first. Decompressed, the bytes are exactly
+nibabel's serialisation of the same image.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 
-import isal.igzip as igzip
 import nibabel as nib
 import numpy as np
+from isal import isal_zlib
 from scipy import ndimage
 
 from neurosam3d.data.labels import ClassSpec
@@ -51,19 +54,22 @@ def union_box(boxes: list[tuple[slice, ...]]) -> tuple[slice, slice, slice]:
     )
 
 
-def class_mask(
-    labels: np.ndarray, spec: ClassSpec, box: tuple[slice, slice, slice]
-) -> tuple[np.ndarray, int]:
-    """Binary uint8 mask (I, J, K), Fortran order, of ``spec``'s values, and its voxel count.
+def class_masks(
+    labels: np.ndarray, classes: list[tuple[ClassSpec, tuple[slice, slice, slice]]]
+) -> Iterator[tuple[ClassSpec, tuple[slice, slice, slice], np.ndarray, int]]:
+    """Yield (class, box, binary uint8 mask (I, J, K) Fortran order, voxel count) per class.
 
-    Only the box is compared; the rest of the mask is zeros.
+    Only each class's box is compared. One buffer serves every class: a yielded mask is valid
+    until the next item is requested (encode it first).
     """
     mask = np.zeros(labels.shape, dtype=np.uint8, order="F")
-    crop = labels[box]
-    values = spec.values
-    inside = crop == values[0] if len(values) == 1 else np.isin(crop, values)
-    mask[box] = inside
-    return mask, int(np.count_nonzero(inside))
+    for spec, box in classes:
+        crop = labels[box]
+        values = spec.values
+        inside = crop == values[0] if len(values) == 1 else np.isin(crop, values)
+        mask[box] = inside
+        yield spec, box, mask, int(np.count_nonzero(inside))
+        mask[box] = 0
 
 
 def box_of(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -94,8 +100,14 @@ class MaskEncoder:
             raise ValueError(
                 f"mask {mask.shape} {mask.dtype} does not fit grid {self._shape} uint8"
             )
-        raw = self._prefix + mask.tobytes(order="F")
-        return igzip.compress(raw, compresslevel=self._level, mtime=0)
+        voxels = np.asfortranarray(mask).T  # C-contiguous view of the Fortran-order voxels
+        return gzip_chunks([self._prefix, memoryview(voxels)], self._level)
+
+
+def gzip_chunks(chunks: Iterable[bytes | memoryview], level: int) -> bytes:
+    """gzip (no timestamp, deterministic) of the concatenation of ``chunks``, never joining them."""
+    compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, 31)
+    return b"".join([*(compressor.compress(chunk) for chunk in chunks), compressor.flush()])
 
 
 def sha256_hex(data: bytes) -> str:
