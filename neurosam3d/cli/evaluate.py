@@ -61,7 +61,10 @@ def evaluate_command(
     ] = None,
     data_root: Annotated[
         Path | None,
-        typer.Option("--data-root", help="Label-tree root (default: the manifest's folder)."),
+        typer.Option(
+            "--data-root",
+            help="Label-tree root (default: the manifest's folder, or its parent for manifests/*.parquet).",
+        ),
     ] = None,
     orientation: Annotated[
         str | None, typer.Option("--orientation", help="Reorient to these axis codes, e.g. RAS.")

@@ -84,6 +84,16 @@ def read_manifests(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
     return frame.sort_values(_KEYS).drop_duplicates(_KEYS).reset_index(drop=True)
 
 
+def default_data_root(manifest: str | os.PathLike[str]) -> Path:
+    """The label-tree root of a manifest written by ``neurosam3d prepare``.
+
+    ``prepare --out ROOT`` writes ``ROOT/manifest.parquet`` and ``ROOT/manifests/<name>.parquet``:
+    the manifest's folder, or its parent for a manifest inside a ``manifests`` folder.
+    """
+    folder = Path(manifest).resolve().parent
+    return folder.parent if folder.name == "manifests" else folder
+
+
 def manifest_sha256(rows: pd.DataFrame) -> str:
     """Content hash of the evaluated targets: their keys and mask hashes, in sorted order."""
     digest = hashlib.sha256()
@@ -131,8 +141,8 @@ def evaluate(
 
     ``model_or_checkpoint``: an ``nn.Module``, a checkpoint path, or ``models:/NAME@ALIAS``
     (``architecture`` names the configuration when a checkpoint does not reveal it);
-    ``data_root``: the label-tree root the manifest paths are relative to (default: the first
-    manifest's folder); ``training_manifest``: the model's training manifest, which decides
+    ``data_root``: the label-tree root the manifest paths are relative to (default:
+    :func:`default_data_root` of the first manifest); ``training_manifest``: the model's training manifest, which decides
     seen/unseen; ``model_name``: the ``model`` column of the results (default: checkpoint stem,
     model URI or class name). See :class:`ProtocolConfig` for the protocol parameters.
     """
@@ -148,7 +158,7 @@ def evaluate(
     label = model_name or _default_model_name(model_or_checkpoint)
     model = resolve_model(model_or_checkpoint, name=architecture, device=device)
     rows = read_manifests(manifests)
-    root = Path(data_root) if data_root is not None else Path(manifests[0]).parent
+    root = Path(data_root) if data_root is not None else default_data_root(manifests[0])
     seen = _seen_pairs(training_manifest)
     logger.info(
         "evaluating %s on %d targets, %d clicks (%s, seed %d)",
