@@ -7,16 +7,18 @@ relative-position bias, crop. It uses the same weights as ours (the same module'
     python benchmarks/encoder.py                                   # CPU, fp32, batch 1
     python benchmarks/encoder.py --device cuda --dtype fp32,bf16 --batch 1,8
 
-Each variant runs in a fresh subprocess; peak memory is ru_maxrss minus that of a baseline
-process that only builds the weights and the input (CPU), or torch.cuda.max_memory_allocated
-(GPU). The last line is one JSON object (first configuration's figures plus all runs).
+Peak memory: one fresh subprocess per variant running one forward, ru_maxrss minus that of a
+baseline process that only builds the weights and the input (CPU), or
+torch.cuda.max_memory_allocated (GPU). Timing: one more subprocess alternating the two variants
+(median wall and CPU seconds), so that load from other processes hits both alike; it also
+measures max|ours - reference| and one click (prompt encoder + decoder, embedding cached). The
+last line is one JSON object (the first configuration's figures plus all runs).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +89,7 @@ def reference_encoder(enc: ImageEncoderViT3D, image: torch.Tensor) -> torch.Tens
 # Benchmark driver: every variant runs in a fresh subprocess so that peak memory is its own.
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-VARIANTS = ("baseline", "reference", "ours")
+WORKERS = ("baseline", "reference", "ours", "timing")
 
 
 def _deterministic_model(seed: int) -> torch.nn.Module:
@@ -118,10 +120,20 @@ def _peak_bytes(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _worker(args) -> dict[str, object]:
-    """One variant in this process; returns timings, peak memory and writes the output."""
-    import statistics
+def _timed(fn, device: torch.device) -> tuple[object, float, float]:
+    """``fn()``, its wall-clock seconds and this process's CPU seconds."""
     import time
+
+    _sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _worker(args) -> dict[str, object]:
+    """One measurement in this process (see ``WORKERS``)."""
+    import statistics
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     model = _deterministic_model(args.seed).to(device)
@@ -129,93 +141,94 @@ def _worker(args) -> dict[str, object]:
         (args.batch, 1, 128, 128, 128), generator=torch.Generator().manual_seed(args.seed + 1)
     ).to(device)
     encoder = model.image_encoder
-    forward = encoder if args.worker == "ours" else (lambda x: reference_encoder(encoder, x))
+    variants = {"ours": encoder, "reference": lambda x: reference_encoder(encoder, x)}
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    result: dict[str, object] = {"variant": args.worker}
-    if args.worker == "baseline":
-        result["peak_bytes"] = _peak_bytes(device)
-        return result
-    times = []
+    result: dict[str, object] = {"worker": args.worker}
     with torch.inference_mode(), autocast:
+        if args.worker in variants:  # peak memory of one forward
+            variants[args.worker](image)
+        if args.worker != "timing":
+            result["peak_bytes"] = _peak_bytes(device)
+            return result
+        # Timing: alternate the two variants so that load changes hit both alike.
+        wall = {name: [] for name in variants}
+        cpu = {name: [] for name in variants}
+        outputs = {}
         for i in range(args.warmup + args.repeats):
-            _sync(device)
-            start = time.perf_counter()
-            embedding = forward(image)
-            _sync(device)
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
-    result["peak_bytes"] = _peak_bytes(device)
-    result["forward_s"] = statistics.median(times)
-    torch.save(embedding.float().cpu(), args.out)
-    if args.worker == "ours":
-        result["click_ms"] = 1000 * _time_clicks(model, embedding, device, autocast)
+            for name, forward in variants.items():
+                outputs[name], w, c = _timed(lambda f=forward: f(image), device)
+                if i >= args.warmup:
+                    wall[name].append(w)
+                    cpu[name].append(c)
+        diff = (outputs["ours"].float() - outputs["reference"].float()).abs().max().item()
+        result["max_abs_diff"] = diff
+        for name in variants:
+            result[f"{name}_forward_s"] = statistics.median(wall[name])
+            result[f"{name}_cpu_s"] = statistics.median(cpu[name])
+        result["click_ms"] = 1000 * _time_clicks(model, outputs["ours"], device)
     return result
 
 
-def _time_clicks(model, embedding: torch.Tensor, device: torch.device, autocast) -> float:
-    """Median seconds of one click (prompt encoder + decoder) against a cached embedding."""
+def _time_clicks(model, embedding: torch.Tensor, device: torch.device) -> float:
+    """Median wall seconds of one click (prompt encoder + decoder), embedding cached."""
     import statistics
-    import time
 
     batch = embedding.shape[0]
     points = torch.tensor([[[64.0, 64.0, 64.0], [64.0, 64.0, 40.0], [40.0, 64.0, 64.0]]])
     labels = torch.tensor([[1, 0, 1]])
     points, labels = points.expand(batch, -1, -1).to(device), labels.expand(batch, -1).to(device)
     times = []
-    with torch.inference_mode(), autocast:
-        for _ in range(3):
-            previous = None
-            for n in (1, 2, 3):
-                _sync(device)
-                start = time.perf_counter()
-                previous, _ = model.predict_masks(
-                    embedding, points[:, :n], labels[:, :n], mask_input=previous
-                )
-                _sync(device)
-                times.append(time.perf_counter() - start)
+    for _ in range(4):
+        previous = None
+        for n in (1, 2, 3):
+            (previous, _), wall, _ = _timed(
+                lambda n=n, prev=previous: model.predict_masks(
+                    embedding, points[:, :n], labels[:, :n], mask_input=prev
+                ),
+                device,
+            )
+            times.append(wall)
     return statistics.median(times[3:])  # first round is warm-up
 
 
-def _run_variant(variant: str, args, out: Path) -> dict[str, object]:
+def _run_worker(worker: str, args) -> dict[str, object]:
     import subprocess
     import sys
 
     cmd = [
-        sys.executable, __file__, "--worker", variant, "--device", args.device,
+        sys.executable, __file__, "--worker", worker, "--device", args.device,
         "--dtype", args.dtype, "--batch", str(args.batch), "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup), "--seed", str(args.seed), "--out", str(out),
+        "--warmup", str(args.warmup), "--seed", str(args.seed),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise RuntimeError(f"{variant} worker failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"{worker} worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _compare(args) -> dict[str, object]:
-    """Run baseline, reference and ours for one (device, dtype, batch); derive the ratios."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="bench-encoder-") as tmp:
-        outs = {v: Path(tmp) / f"{v}.pt" for v in VARIANTS}
-        res = {v: _run_variant(v, args, outs[v]) for v in VARIANTS}
-        diff = (torch.load(outs["ours"]) - torch.load(outs["reference"])).abs().max().item()
+    """Memory (one fresh process per variant) and timing (one process, interleaved)."""
+    res = {w: _run_worker(w, args) for w in WORKERS}
     base = res["baseline"]["peak_bytes"] if args.device == "cpu" else 0
     ref_mem = res["reference"]["peak_bytes"] - base
     ours_mem = res["ours"]["peak_bytes"] - base
+    timing = res["timing"]
     return {
         "device": args.device,
         "dtype": args.dtype,
         "batch": args.batch,
-        "reference_forward_s": round(res["reference"]["forward_s"], 4),
-        "ours_forward_s": round(res["ours"]["forward_s"], 4),
+        "reference_forward_s": round(timing["reference_forward_s"], 4),
+        "ours_forward_s": round(timing["ours_forward_s"], 4),
+        "reference_cpu_s": round(timing["reference_cpu_s"], 3),
+        "ours_cpu_s": round(timing["ours_cpu_s"], 3),
         "reference_peak_mib": round(ref_mem / 2**20, 1),
         "ours_peak_mib": round(ours_mem / 2**20, 1),
-        "encoder_speedup": round(res["reference"]["forward_s"] / res["ours"]["forward_s"], 2),
+        "encoder_speedup": round(timing["reference_forward_s"] / timing["ours_forward_s"], 2),
         "encoder_peak_mem_ratio": round(ours_mem / ref_mem, 3),
-        "max_abs_diff": float(f"{diff:.3g}"),
-        "click_ms": round(res["ours"]["click_ms"], 2),
+        "max_abs_diff": float(f"{timing['max_abs_diff']:.3g}"),
+        "click_ms": round(timing["click_ms"], 2),
     }
 
 
@@ -230,8 +243,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forwards first")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         args.batch = int(args.batch)
