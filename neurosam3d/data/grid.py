@@ -7,6 +7,7 @@ the source's voxel space (``inv(A_src) @ A_dst``), so orientation and origin are
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 
-@dataclass(frozen=True)
+@dataclass
 class Grid:
     """The output grid of a case: shape (voxels), affine (voxel -> mm) and a header source."""
 
@@ -23,8 +24,9 @@ class Grid:
     affine: np.ndarray
     like: nib.Nifti1Image
 
-    @property
+    @functools.cached_property
     def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along (i, j, k)."""
         return tuple(float(x) for x in np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0)))
 
 

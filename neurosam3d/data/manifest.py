@@ -51,10 +51,10 @@ def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` atomically and durably as zstd Parquet (deterministic for the same rows)."""
+    """Write ``table`` atomically as zstd Parquet (deterministic for the same rows)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    write_replace(path, sink.getvalue().to_pybytes(), durable=True)
+    write_replace(path, sink.getvalue().to_pybytes())
 
 
 def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:

@@ -64,12 +64,13 @@ def class_masks(
     """
     mask = np.zeros(labels.shape, dtype=np.uint8, order="F")
     for spec, box in classes:
-        crop = labels[box]
-        values = spec.values
-        inside = crop == values[0] if len(values) == 1 else np.isin(crop, values)
-        mask[box] = inside
+        inside = mask[box].view(np.bool_)  # written in place: no temporary per class
+        if len(spec.values) == 1:
+            np.equal(labels[box], spec.values[0], out=inside)
+        else:
+            inside[...] = np.isin(labels[box], spec.values)
         yield spec, box, mask, int(np.count_nonzero(inside))
-        mask[box] = 0
+        inside[...] = False
 
 
 def box_of(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
