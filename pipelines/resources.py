@@ -130,31 +130,27 @@ class DvcResource(dg.ConfigurableResource):
         with self._locked(), Repo(self.root) as repo:
             yield repo
 
+    def _target(self, stage: str) -> str:
+        """``stage`` addressed absolutely: DVC resolves bare names against the current directory."""
+        return f"{Path(self.root) / 'dvc.yaml'}:{stage}"
+
     def stage_command(self, stage: str) -> str:
         """The shell command of ``stage`` with ``params.yaml`` substituted, exactly as DVC runs it."""
         with self._repo() as repo:
-            (found,) = repo.stage.collect(stage)
+            (found,) = repo.stage.collect(self._target(stage))
             return str(found.cmd)
 
     def is_up_to_date(self, stage: str) -> bool:
         """True when ``dvc status`` reports nothing for ``stage`` alone (deps, params, outs)."""
         with self._repo() as repo:
-            return not repo.status(targets=[stage])
+            return not repo.status(targets=[self._target(stage)])
 
     def commit(self, stage: str) -> None:
         """Record ``stage``'s current deps, params and outs in dvc.lock and the cache."""
         with self._repo() as repo:
-            repo.commit(stage, force=True)
+            repo.commit(self._target(stage), force=True)
             if self.push:
-                repo.push(targets=[stage], remote=self.remote)
-
-    def track(self, path: str) -> str:
-        """``dvc add path`` (e.g. ``data``); returns the resulting hash of the folder."""
-        with self._repo() as repo:
-            (stage,) = repo.add(path)
-            if self.push:
-                repo.push(targets=[path], remote=self.remote)
-            return str(stage.outs[0].hash_info.value)
+                repo.push(targets=[self._target(stage)], remote=self.remote)
 
     def folder_hash(self, path: str) -> str:
         """DVC's md5 of a file or folder (``<md5>.dir`` for folders), as dvc.lock would record it."""

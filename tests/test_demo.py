@@ -1,13 +1,18 @@
 """`make demo`'s pipeline end to end on the smallest sample, and the data it versions."""
 
+import base64
+import gzip
 import json
+import subprocess
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 import pytest
 import yaml
 
 from neurosam3d.demo import run_demo, sync_samples
+from neurosam3d.registry.promotion import Action, promote
 from pipelines.resources import DvcResource
 from tests.pipelines.conftest import REPO, make_project
 
@@ -83,7 +88,25 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     )
     assert all(c.status.value == "SUCCEEDED" for c in checks.values())
 
-    # A second run finds every DVC stage up to date and the champion already promoted.
-    run_demo(project, push=False)
-    assert client.get_model_version_by_alias("neurosam3d", "champion").version == champion.version
-    assert len(client.search_model_versions("name = 'neurosam3d'")) == 1
+    # The registered pyfunc segments a real image from a click, on the image's grid.
+    import mlflow.pyfunc
+    import nibabel as nib
+
+    image = project / "work" / "data" / "SCTPaired" / "imagesVal" / "sct_t2s.nii.gz"
+    source = client.get_model_version_download_uri("neurosam3d", champion.version)
+    model = mlflow.pyfunc.load_model(source)  # a local path: no global tracking URI needed
+    out = model.predict(pd.DataFrame({"image": [str(image)], "points": ["24,27,4,+"]}))
+    mask = nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(out["mask"][0])))
+    assert mask.shape == nib.load(image).shape and int(out["voxels"][0]) == int(
+        mask.get_fdata().sum()
+    )
+
+    # After the Dagster run DVC has nothing to do, and Dagster would skip every stage.
+    dvc = DvcResource(root=str(project))
+    assert all(dvc.is_up_to_date(stage) for stage in ("prepare", "train", "evaluate", "register"))
+    repro = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "dvc"), "repro"], cwd=project, capture_output=True, text=True
+    )
+    assert "Data and pipelines are up to date." in repro.stdout
+    again = promote(client, "neurosam3d", project / "mlflow" / "locks")
+    assert again.action is Action.ALREADY_CHAMPION
