@@ -34,6 +34,14 @@ def train(
             help="Override one key, repeatable: --set trainer.max_steps=20 (YAML value).",
         ),
     ] = None,
+    overrides_text: Annotated[
+        str | None,
+        typer.Option(
+            "--overrides",
+            help="Several KEY=VALUE overrides in one string, split like a shell command "
+            "(params.yaml's train.overrides); applied before --set.",
+        ),
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(
@@ -56,12 +64,17 @@ def train(
     and after training) as JSON; the same JSON is written to OUT/summary.json.
     """
     import json
+    import shlex
     from dataclasses import asdict
 
     from neurosam3d.training import load_config
     from neurosam3d.training import train as run_training
 
-    extra = [*(overrides or []), *([f"trainer.accelerator={device}"] if device else [])]
+    extra = [
+        *shlex.split(overrides_text or ""),
+        *(overrides or []),
+        *([f"trainer.accelerator={device}"] if device else []),
+    ]
     cfg = load_config(config, extra)
     summary = run_training(cfg, out, resume=str(resume) if resume else None)
     typer.echo(json.dumps(asdict(summary), indent=2))

@@ -29,9 +29,9 @@ def _fast(manifest: Path, cache: Path) -> list[str]:
         "clicks.val_clicks=2",
         "clicks.val_report=[1, 2]",
         "trainer.monitor=val/dice_2",
+        "tracking.overlays=1",
         "trainer.max_steps=2",
         "trainer.val_every_n_steps=2",
-        "tracking.overlays=1",
     ]
 
 
@@ -45,8 +45,10 @@ def first_run(
     patch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = home / "train"
     args = ["train", "--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
-    for item in _fast(ct_manifest, home / "cache"):
+    *items, steps, every = _fast(ct_manifest, home / "cache")
+    for item in items:
         args += ["--set", item]
+    args += ["--overrides", f"{steps} {every}"]  # the params.yaml form
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     yield home, json.loads((out / "summary.json").read_text()), patch
