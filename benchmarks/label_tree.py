@@ -21,7 +21,9 @@ sizes, with (b)'s case records and Parquet tables, and ``tree_apparent_bytes_vs_
 label tree alone. Prints times, ratios and output sizes; the last line is one JSON object. Usage:
 ``.venv/bin/python benchmarks/label_tree.py [--cases 8] [--workers N] [--repeats 5] [--keep DIR]``.
 (a) runs once; (b) and (c), a fraction of a second each, alternate ``--repeats`` times into fresh
-folders and the best time of each is reported (all times are in the JSON).
+folders and the best time of each is reported (all times are in the JSON), with the median
+ratio and the ratio of CPU time (this process and its workers), which other load on the machine
+disturbs less than wall time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import resource
 import shutil
 import statistics
 import tempfile
@@ -131,6 +134,14 @@ def io_floor(root: Path, ours: Path, out: Path, ids: list[str], workers: int) ->
     return time.perf_counter() - started
 
 
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished worker processes."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def tree_bytes(folder: Path) -> int:
     """Apparent size: the sum of file sizes."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -161,16 +172,20 @@ def main() -> None:
 
         # (b) and (c) take a fraction of a second each on a shared machine: alternate them
         # `repeats` times into fresh folders and keep the best of each (as timeit does).
-        ours_times, floor_times = [], []
+        ours_times, floor_times, ours_cpu, floor_cpu = [], [], [], []
         for _ in range(args.repeats):
             shutil.rmtree(ours_out, ignore_errors=True)
             shutil.rmtree(floor_out, ignore_errors=True)
+            cpu = _cpu_seconds()
             started = time.perf_counter()
             report = prepare_dataset(
                 config_for_layout("nnunet", root), ours_out, workers=args.workers
             )
             ours_times.append(time.perf_counter() - started)
+            ours_cpu.append(_cpu_seconds() - cpu)
+            cpu = _cpu_seconds()
             floor_times.append(io_floor(root, ours_out, floor_out, ids, args.workers))
+            floor_cpu.append(_cpu_seconds() - cpu)
         seconds_ours, seconds_floor = min(ours_times), min(floor_times)
         same = {p.relative_to(floor_out): p.read_bytes() for p in floor_out.rglob("*.nii.gz")} == {
             p.relative_to(ours_out / DATASET): p.read_bytes()
@@ -198,6 +213,9 @@ def main() -> None:
             "bytes_ours_tree_only": bytes_tree,
             "speedup_vs_seed": round(seconds_seed / seconds_ours, 2),
             "vs_io_floor": round(seconds_ours / seconds_floor, 3),
+            "cpu_seconds_ours": round(min(ours_cpu), 3),
+            "cpu_seconds_io_floor": round(min(floor_cpu), 3),
+            "cpu_vs_io_floor": round(min(ours_cpu) / min(floor_cpu), 3),
             "vs_io_floor_median": round(
                 statistics.median(ours_times) / statistics.median(floor_times), 3
             ),
