@@ -5,6 +5,7 @@ grid after ``norm1`` to whole windows, attend over every padded token with the f
 relative-position bias, crop. It uses the same weights as ours (the same module's parameters).
 
     python benchmarks/encoder.py                                   # CPU, fp32, batch 1
+    python benchmarks/encoder.py --threads 1                       # steadier on a busy machine
     python benchmarks/encoder.py --device cuda --dtype fp32,bf16 --batch 1,8
 
 Peak memory: one fresh subprocess per variant running one forward, ru_maxrss minus that of a
@@ -135,6 +136,8 @@ def _worker(args) -> dict[str, object]:
     """One measurement in this process (see ``WORKERS``)."""
     import statistics
 
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     model = _deterministic_model(args.seed).to(device)
     image = torch.randn(
@@ -200,7 +203,7 @@ def _run_worker(worker: str, args) -> dict[str, object]:
     cmd = [
         sys.executable, __file__, "--worker", worker, "--device", args.device,
         "--dtype", args.dtype, "--batch", str(args.batch), "--repeats", str(args.repeats),
-        "--warmup", str(args.warmup), "--seed", str(args.seed),
+        "--warmup", str(args.warmup), "--seed", str(args.seed), "--threads", str(args.threads),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -219,6 +222,7 @@ def _compare(args) -> dict[str, object]:
         "device": args.device,
         "dtype": args.dtype,
         "batch": args.batch,
+        "threads": args.threads or torch.get_num_threads(),
         "reference_forward_s": round(timing["reference_forward_s"], 4),
         "ours_forward_s": round(timing["ours_forward_s"], 4),
         "reference_cpu_s": round(timing["reference_cpu_s"], 3),
@@ -243,6 +247,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed forwards (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed forwards first")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: torch's default)"
+    )
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
