@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,12 +147,24 @@ class DvcResource(dg.ConfigurableResource):
         with self._repo() as repo:
             return not repo.status(targets=[self._target(stage)])
 
+    def _cli(self, *args: str) -> None:
+        """Run ``dvc ARGS`` in the workspace (the CLI resolves targets against its cwd)."""
+        with self._locked():
+            done = subprocess.run(
+                [sys.executable, "-m", "dvc", *args],
+                cwd=self.root,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if done.returncode != 0:
+            raise RuntimeError(f"dvc {' '.join(args)} failed in {self.root}:\n{done.stderr}")
+
     def commit(self, stage: str) -> None:
-        """Record ``stage``'s current deps, params and outs in dvc.lock and the cache."""
-        with self._repo() as repo:
-            repo.commit(self._target(stage), force=True)
-            if self.push:
-                repo.push(targets=[self._target(stage)], remote=self.remote)
+        """``dvc commit``: record ``stage``'s deps, params and outs in dvc.lock and the cache."""
+        self._cli("commit", "--force", "--quiet", stage)
+        if self.push:
+            self._cli("push", "--quiet", "--remote", self.remote, stage)
 
     def folder_hash(self, path: str) -> str:
         """DVC's md5 of a file or folder (``<md5>.dir`` for folders), as dvc.lock would record it."""
