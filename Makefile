@@ -50,6 +50,7 @@ dagster: install
 mlflow-ui: install
 	mlflow/serve.sh 5000
 
-# The same pipeline through DVC (after `make demo` has put the samples into data/).
+# The same pipeline through DVC: samples/ into data/ (as the demo does), then `dvc repro`.
 dvc-repro: install
+	$(BIN)/python -m neurosam3d.demo --data-only
 	NEUROSAM3D_HOME="$$PWD" PATH="$$PWD/$(BIN):$$PATH" $(BIN)/dvc repro

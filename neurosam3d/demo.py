@@ -77,14 +77,19 @@ def _run(args: list[str], project: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
+def prepare_data(project: Path, env: dict[str, str]) -> None:
+    """Copy samples/ into data/ and ``dvc add`` it (a fresh clone's data.dvc then matches)."""
+    files = sync_samples(project / "samples", project / "data")
+    log.info("data/: %d files from samples/", files)
+    _run([str(project / ".venv" / "bin" / "dvc"), "add", "--quiet", "data"], project, env)
+
+
 def run_demo(project: Path = PROJECT, push: bool = True) -> dict[str, str]:
     """Run the pipeline in ``project``; return what a user needs to look at it."""
     started = time.monotonic()
     env = demo_environment(project)
     dvc = str(project / ".venv" / "bin" / "dvc")
-    files = sync_samples(project / "samples", project / "data")
-    log.info("data/: %d files from samples/", files)
-    _run([dvc, "add", "--quiet", "data"], project, env)
+    prepare_data(project, env)
     _run([sys.executable, "-m", "pipelines.materialize"], project, env)
     status = _run([dvc, "status", "--quiet"], project, env)
     if status.strip():

@@ -51,7 +51,7 @@ def raw_data_version_sensor(
         folder = project.raw_folder(key)
         if key not in known or not folder.is_dir():
             continue
-        version = dvc.folder_hash(project.relative(folder))
+        version = dvc.folder_hash(folder)
         if version != _last_data_version(context.instance, key):
             context.log.info("dataset %s: new data version %s", key, version)
             requests.append(

@@ -54,9 +54,6 @@ class ProjectResource(dg.ConfigurableResource):
         raw_root = self.path / self.params()["prepare"]["raw-root"]
         return raw_root / load_dataset_config(dataset).root
 
-    def relative(self, path: Path) -> str:
-        return path.relative_to(self.path).as_posix()
-
     def env(self) -> dict[str, str]:
         """Environment for stage subprocesses: the project folder the library resolves paths in."""
         return {"NEUROSAM3D_HOME": self.root}
@@ -166,14 +163,12 @@ class DvcResource(dg.ConfigurableResource):
         if self.push:
             self._cli("push", "--quiet", "--remote", self.remote, stage)
 
-    def folder_hash(self, path: str) -> str:
+    def folder_hash(self, path: Path) -> str:
         """DVC's md5 of a file or folder (``<md5>.dir`` for folders), as dvc.lock would record it."""
         from dvc_data.hashfile.build import build
 
         with self._repo() as repo:
-            _, _, obj = build(
-                repo.cache.local, str(Path(self.root) / path), repo.fs, "md5", dry_run=True
-            )
+            _, _, obj = build(repo.cache.local, str(path), repo.fs, "md5", dry_run=True)
             return str(obj.hash_info.value)
 
     def graph(self) -> list[tuple[str, str]]:

@@ -35,7 +35,7 @@ def test_samples_copy_reproduces_the_committed_data_dvc_hash(tmp_path: Path) -> 
     for name in ("a", "b"):
         project = make_project(tmp_path / name)
         sync_samples(REPO / "samples", project / "data")
-        assert DvcResource(root=str(project)).folder_hash("data") == committed, (
+        assert DvcResource(root=str(project)).folder_hash(project / "data") == committed, (
             "samples/ changed: run `make demo` and commit the new data.dvc"
         )
 

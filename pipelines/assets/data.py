@@ -38,7 +38,7 @@ def raw_dataset(
             f"raw dataset {context.partition_key!r}: {folder} does not exist; put the data there "
             "(or run `make demo`, which copies samples/ into data/)"
         )
-    version = dvc.folder_hash(project.relative(folder))
+    version = dvc.folder_hash(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     return dg.MaterializeResult(
         data_version=dg.DataVersion(version),
