@@ -28,6 +28,7 @@ from neurosam3d.data.schema import (
     SPLITS,
     check_schema,
 )
+from neurosam3d.io.atomic import TMP_MARKER
 
 MANIFESTS_DIR = "manifests"
 COMBINED = {
@@ -103,6 +104,9 @@ def rebuild_combined(out_root: Path) -> dict[str, Path]:
     Serialised by a file lock, so datasets prepared concurrently into one root do not lose rows.
     """
     with _locked(out_root):
+        for name in COMBINED.values():  # left by a run killed while writing them
+            for stale in out_root.glob(f".{name}{TMP_MARKER}*"):
+                stale.unlink(missing_ok=True)
         parts: dict[pa.Schema, list[pa.Table]] = {schema: [] for schema in COMBINED}
         for path in sorted((out_root / MANIFESTS_DIR).glob("*.parquet")):
             table = pq.read_table(path)

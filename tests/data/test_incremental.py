@@ -76,6 +76,21 @@ def test_vanished_case_and_deleted_output(dataset: Path, tmp_path: Path) -> None
     assert not list((out / ".prepare" / "Dataset930_Inc").glob("c.*"))
 
 
+def test_leftover_temporaries_are_removed(dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _run(dataset, out)
+    leftovers = [
+        out / ".manifest.parquet.tmp-1-ab",
+        out / "manifests" / ".Dataset930_Inc_Tr.parquet.tmp-1-ab",
+        out / "Dataset930_Inc" / "labelsTr" / "wm" / ".a.nii.gz.tmp-1-ab",
+        out / ".prepare" / "Dataset930_Inc" / ".a.json.gz.tmp-1-ab",
+    ]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    _run(dataset, out)
+    assert not [p for p in leftovers if p.exists()]
+
+
 def test_worker_count_does_not_change_a_byte(dataset: Path, tmp_path: Path) -> None:
     _run(dataset, tmp_path / "one", workers=1)
     _run(dataset, tmp_path / "two", workers=2)
