@@ -3,10 +3,12 @@ source, and give the same bytes whatever the worker count."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from neurosam3d.data.config import config_for_layout
@@ -113,3 +115,16 @@ def test_combined_manifest_covers_every_dataset_prepared_there(
         "Dataset930_Inc": 6,
         "Dataset931_Other": 6,
     }
+
+
+def test_nnunet_region_labels_give_overlapping_masks(dataset: Path, tmp_path: Path) -> None:
+    doc = json.loads((dataset / "dataset.json").read_text())
+    doc["labels"] = {"background": 0, "cord": [1, 2], "gm": 2}  # nnU-Net region-based labels
+    (dataset / "dataset.json").write_text(json.dumps(doc))
+    _run(dataset, tmp_path / "out")
+    manifest = pd.read_parquet(tmp_path / "out" / "manifest.parquet")
+    a = manifest[manifest.case_id == "a"].set_index("class_name")
+    label = np.asanyarray(load_nifti(dataset / "labelsTr" / "a.nii.gz").dataobj)
+    assert a.loc["cord", "voxel_count"] == int((label > 0).sum())
+    assert a.loc["gm", "voxel_count"] == int((label == 2).sum())
+    assert pd.isna(a.loc["cord", "label_value"]) and a.loc["gm", "label_value"] == 2
