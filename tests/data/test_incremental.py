@@ -102,8 +102,6 @@ def test_worker_count_does_not_change_a_byte(dataset: Path, tmp_path: Path) -> N
 def test_combined_manifest_covers_every_dataset_prepared_there(
     dataset: Path, tmp_path: Path
 ) -> None:
-    import pandas as pd
-
     other = tmp_path / "raw" / "Dataset931_Other"
     shutil.copytree(dataset, other)
     out = tmp_path / "out"
