@@ -107,6 +107,9 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if sys.argv[1:] == ["--data-only"]:  # `make dvc-repro`: the data, then DVC runs the rest
+        prepare_data(PROJECT, demo_environment(PROJECT))
+        return
     result = run_demo()
     print(
         f"""
