@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -75,3 +77,14 @@ def test_non_finite_is_reported(tmp_path: Path) -> None:
     save_nifti(make_image(data, np.eye(4)), tmp_path / "nan.nii.gz")
     with pytest.raises(NiftiError, match="1 voxels are NaN or infinite"):
         load_nifti(tmp_path / "nan.nii.gz", check_finite=True)
+
+
+def test_atomic_files_get_umask_permissions_and_size(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        assert atomic_write_bytes(tmp_path / "d.bin", b"12345", durable=False) == 5
+        assert atomic_write_bytes(tmp_path / "f.bin", b"1") == 1
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "d.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644

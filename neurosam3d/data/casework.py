@@ -22,7 +22,6 @@ import numpy as np
 
 from neurosam3d.data import grid
 from neurosam3d.data.cases import CaseSpec
-from neurosam3d.data.files import write_replace
 from neurosam3d.data.grid import Grid
 from neurosam3d.data.label_sources import class_file_masks, classes_in_label_map, load_label_map
 from neurosam3d.data.labels import ClassSpec, sanitise_class_name
@@ -47,6 +46,7 @@ from neurosam3d.data.volumes import (
     read_nifti,
     squeeze_to_3d,
 )
+from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class _Written:
     files: dict[str, int] = field(default_factory=dict)
 
     def put(self, rel: str, data: bytes) -> None:
-        self.files[rel] = write_replace(self.out_root / rel, data)
+        self.files[rel] = atomic_write_bytes(self.out_root / rel, data, durable=False)
 
     def discard(self) -> None:
         for rel in self.files:

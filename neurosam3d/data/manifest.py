@@ -20,7 +20,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neurosam3d.data.files import write_replace
 from neurosam3d.data.schema import (
     ABSENT_SCHEMA,
     MANIFEST_SCHEMA,
@@ -28,7 +27,7 @@ from neurosam3d.data.schema import (
     SPLITS,
     check_schema,
 )
-from neurosam3d.io.atomic import TMP_MARKER
+from neurosam3d.io.atomic import TMP_MARKER, atomic_write_bytes
 
 MANIFESTS_DIR = "manifests"
 COMBINED = {
@@ -55,7 +54,7 @@ def write_table(table: pa.Table, path: Path) -> None:
     """Write ``table`` atomically as zstd Parquet (deterministic for the same rows)."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    write_replace(path, sink.getvalue().to_pybytes())
+    atomic_write_bytes(path, sink.getvalue().to_pybytes(), durable=False)
 
 
 def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:

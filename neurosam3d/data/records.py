@@ -18,7 +18,7 @@ from typing import Any
 
 import isal.igzip as igzip
 
-from neurosam3d.data.files import write_replace
+from neurosam3d.io.atomic import atomic_write_bytes
 
 #: Bump when the output of an unchanged input changes (layout of the tree, encoding, columns).
 FORMAT_VERSION = 1
@@ -57,7 +57,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
 def write_record(path: Path, record: dict[str, Any]) -> None:
     """Write a record atomically as gzip'd compact JSON with sorted keys (deterministic bytes)."""
     text = json.dumps(record, sort_keys=True, separators=(",", ":"))
-    write_replace(path, igzip.compress(text.encode(), compresslevel=3, mtime=0))
+    atomic_write_bytes(path, igzip.compress(text.encode(), compresslevel=3, mtime=0), durable=False)
 
 
 def outputs_intact(out_root: Path, record: dict[str, Any]) -> bool:
