@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: checkpoint key holding the MLflow run id, so a resumed run continues the same MLflow run
 MLFLOW_RUN_ID_KEY = "neurosam3d_mlflow_run_id"
+#: checkpoint key holding the validation history, so a resumed run knows its earlier best
+VAL_HISTORY_KEY = "neurosam3d_val_history"
 
 
 def _seed(*parts: int) -> int:
@@ -44,12 +46,13 @@ class InteractiveSegmentationModule(L.LightningModule):
     """Trains ``self.model`` with simulated clicks; validates Dice after ``clicks.val_report``.
 
     ``config`` is :meth:`TrainConfig.to_dict` output; it is saved as the hyper-parameters, so a
-    checkpoint rebuilds the module with ``load_from_checkpoint(path)``.
+    checkpoint rebuilds the module with ``load_from_checkpoint(path)``. It is not sent to the
+    logger from here: MLflow params are immutable, and a resumed run may change the config.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})
+        self.save_hyperparameters({"config": config}, logger=False)  # run.py logs params once
         self.cfg = config_from_dict(config)
         clicks = self.cfg.clicks
         if any(not 1 <= k <= clicks.val_clicks for k in clicks.val_report):
@@ -74,6 +77,10 @@ class InteractiveSegmentationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.mlflow_run_id is not None:
             checkpoint[MLFLOW_RUN_ID_KEY] = self.mlflow_run_id
+        checkpoint[VAL_HISTORY_KEY] = [[step, dict(m)] for step, m in self.val_history]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = [(int(step), dict(m)) for step, m in checkpoint.get(VAL_HISTORY_KEY, [])]
 
     def _generator(self, seed: int) -> torch.Generator:
         gen = torch.Generator(device=self.device)

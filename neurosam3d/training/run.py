@@ -165,7 +165,13 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     run_id = mlf.run_id
     client = mlf.experiment
     if trainer.is_global_zero:
-        client.log_text(run_id, config_yaml, "config.yaml")
+        if resume is None:
+            mlf.log_hyperparams({"config": cfg.to_dict()})
+            client.log_text(run_id, config_yaml, "config.yaml")
+        else:  # params of a run are immutable: keep the resumed configuration beside them
+            name = f"config-resumed-{Path(resume).stem}.yaml"
+            client.log_text(run_id, config_yaml, name)
+            client.set_tag(run_id, "neurosam3d.resumed_from", str(Path(resume).resolve()))
         module.overlay_sink = (client, run_id)
 
     baseline: dict[str, float] = {}
@@ -175,19 +181,20 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     module.mlflow_run_id = run_id
     trainer.fit(module, datamodule=data, ckpt_path=resume)
 
-    if not module.val_history or module.val_history[-1][0] != trainer.global_step:
+    extra = not module.val_history or module.val_history[-1][0] != trainer.global_step
+    if extra:  # the final weights were not validated inside fit
         trainer.validate(module, datamodule=data, verbose=False)
     last_path = out / "checkpoints" / "last.ckpt"
     trainer.save_checkpoint(last_path)
-    final = module.val_history[-1][1]
     monitor = trainer_cfg.monitor
-    if checkpoints.best_model_score is None or final[monitor] > float(checkpoints.best_model_score):
+    final = module.val_history[-1][1]
+    seen = checkpoints.best_model_score
+    if not checkpoints.best_model_path or seen is None or (extra and final[monitor] > float(seen)):
         best_path, best_metrics = out / "checkpoints" / f"best-{trainer.global_step}.ckpt", final
         trainer.save_checkpoint(best_path)
-    else:
+    else:  # the callback's file is named best-<step>.ckpt: report that validation
         best_path = Path(checkpoints.best_model_path)
-        score = float(checkpoints.best_model_score)
-        best_metrics = next(m for _, m in module.val_history if m[monitor] == score)
+        best_metrics = dict(module.val_history)[int(best_path.stem.removeprefix("best-"))]
     summary = TrainSummary(
         run_id=run_id,
         experiment_id=experiment_id,

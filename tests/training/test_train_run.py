@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ def _fast(manifest: Path, cache: Path) -> list[str]:
         "clicks.val_report=[1, 2]",
         "trainer.monitor=val/dice_2",
         "tracking.overlays=1",
+        "trainer.log_every_n_steps=1",
         "trainer.max_steps=2",
         "trainer.val_every_n_steps=2",
     ]
@@ -49,7 +51,10 @@ def first_run(
     for item in items:
         args += ["--set", item]
     args += ["--overrides", f"{steps} {every}"]  # the params.yaml form
+    handlers = list(logging.getLogger().handlers)
     result = CliRunner().invoke(app, args, catch_exceptions=False)
+    for handler in set(logging.getLogger().handlers) - set(handlers):
+        logging.getLogger().removeHandler(handler)  # it writes to the runner's closed stream
     assert result.exit_code == 0, result.output
     yield home, json.loads((out / "summary.json").read_text()), patch
     patch.undo()
