@@ -122,39 +122,29 @@ def quarantine_growth(
 @dg.asset_check(
     asset="registered_model",
     blocking=True,
-    description="The new version carries evaluation scores comparable with the champion's "
-    "(same evaluation manifest and click count); blocks promotion otherwise.",
+    description="The @challenger carries the evaluation scores the promotion gate compares "
+    "(evaluation manifest, click count, a finite mean Dice); blocks promotion otherwise.",
 )
-def comparable_with_champion(
-    project: ProjectResource, mlflow: MlflowResource
-) -> dg.AssetCheckResult:
+def challenger_scored(project: ProjectResource, mlflow: MlflowResource) -> dg.AssetCheckResult:
+    import math
+
     from neurosam3d.registry import tags
     from neurosam3d.registry.promotion import version_by_alias
 
     name = project.params()["register"]["name"]
-    client = mlflow.client()
-    challenger = version_by_alias(client, name, tags.CHALLENGER)
-    champion = version_by_alias(client, name, tags.CHAMPION)
+    challenger = version_by_alias(mlflow.client(), name, tags.CHALLENGER)
     if challenger is None:
         return dg.AssetCheckResult(passed=False, metadata={"problem": f"{name} has no challenger"})
     try:
-        new = tags.scores_from_tags(challenger.tags, f"{name} v{challenger.version}")
-        old = (
-            tags.scores_from_tags(champion.tags, f"{name} v{champion.version}")
-            if champion is not None
-            else None
-        )
+        scores = tags.scores_from_tags(challenger.tags, f"{name} v{challenger.version}")
     except ValueError as err:
         return dg.AssetCheckResult(passed=False, metadata={"problem": str(err)})
-    comparable = old is None or (
-        old.manifest_sha256 == new.manifest_sha256 and old.clicks == new.clicks
-    )
     return dg.AssetCheckResult(
-        passed=comparable,
+        passed=not math.isnan(scores.mean),
         metadata={
             "challenger": str(challenger.version),
-            "champion": str(champion.version) if champion is not None else "none",
-            "eval_manifest_sha256": new.manifest_sha256,
-            "clicks": new.clicks,
+            "eval_manifest_sha256": scores.manifest_sha256,
+            "clicks": scores.clicks,
+            "mean_dice": scores.mean,
         },
     )

@@ -33,7 +33,7 @@ def build_definitions(project: Path, deployment: str = "local") -> dg.Definition
             registry.registered_model,
             registry.promotion,
         ],
-        asset_checks=[checks.comparable_with_champion],
+        asset_checks=[checks.challenger_scored],
         jobs=[
             automation.prepare_dataset_job,
             automation.retrain_job,

@@ -84,7 +84,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     instance = dg.DagsterInstance.from_config(str(project / ".dagster_home"))
     assert _materialised(instance) == ASSETS
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey("registered_model"), "comparable_with_champion")]
+        [dg.AssetCheckKey(dg.AssetKey("registered_model"), "challenger_scored")]
     )
     assert all(c.status.value == "SUCCEEDED" for c in checks.values())
 

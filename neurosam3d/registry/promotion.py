@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neurosam3d.registry import tags as T
-from neurosam3d.registry.gate import GateResult, compare
+from neurosam3d.registry.gate import EvalScores, GateResult, compare
 from neurosam3d.registry.lock import registry_lock
 
 if TYPE_CHECKING:
@@ -125,3 +125,24 @@ def rollback(
         client.set_registered_model_alias(name, T.CHAMPION, target)
         log.info("%s: rolled @%s back from v%s to v%s", name, T.CHAMPION, current, target)
         return current, target
+
+
+def set_scores(client: MlflowClient, name: str, version: str, scores: EvalScores) -> None:
+    """Replace a version's evaluation tags (stale per-category ones are removed)."""
+    current = client.get_model_version(name, version).tags
+    new = T.scores_to_tags(scores)
+    for key in current:
+        if key.startswith(T.EVAL_CATEGORY_PREFIX) and key not in new:
+            client.delete_model_version_tag(name, version, key)
+    for key, value in new.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def rescore(
+    client: MlflowClient, name: str, version: str, scores: EvalScores, lock_dir: Path
+) -> None:
+    """Replace the evaluation tags of ``name`` v``version`` (e.g. the champion re-evaluated on a
+    new evaluation manifest, so that the gate compares like with like)."""
+    with registry_lock(lock_dir, name):
+        set_scores(client, name, version, scores)
+        log.info("%s v%s rescored on manifest %s", name, version, scores.manifest_sha256[:12])

@@ -10,7 +10,7 @@ data version, git commit, training-manifest hash, checkpoint hash and the evalua
 promotion gate reads (:mod:`neurosam3d.registry.tags`).
 
 Idempotent: a checkpoint already registered under ``name`` (same SHA-256) is not registered
-again; its version is returned and made ``@challenger``.
+again; its version gets the new evaluation's scores, is returned and made ``@challenger``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from neurosam3d.registry import tags as T
 from neurosam3d.registry.gate import EvalScores
 from neurosam3d.registry.lock import registry_lock
+from neurosam3d.registry.promotion import set_scores
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def register_model(
         if existing is not None:
             version, created = str(existing.version), False
             log.info("%s v%s already holds checkpoint %s", name, version, digest[:12])
+            set_scores(client, name, version, scores_from_summary(evaluation))
         else:
             run_tags = client.get_run(run_id).data.tags
             version_tags = {

@@ -6,10 +6,12 @@ import dagster as dg
 import pandas as pd
 
 from pipelines.metadata import table
+from pipelines.params import cli_options
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
-from pipelines.stages import run_stage
+from pipelines.stages import run_command, run_stage
 
 GROUP = "registry"
+CLI = ".venv/bin/neurosam3d"
 
 
 @dg.asset(
@@ -44,19 +46,55 @@ def registered_model(
     )
 
 
+def rescore_champion(
+    context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource
+) -> str | None:
+    """Re-evaluate ``@champion`` when the ``@challenger`` was evaluated on another manifest.
+
+    Runs ``neurosam3d evaluate --model models:/NAME/V`` with params.yaml's evaluation options
+    into ``promote.champion-eval`` and replaces the champion's score tags; returns the version.
+    """
+    from neurosam3d.registry import tags
+    from neurosam3d.registry.promotion import rescore, version_by_alias
+    from neurosam3d.registry.register import scores_from_summary
+
+    params = project.params()
+    name = params["register"]["name"]
+    client = mlflow.client()
+    champion = version_by_alias(client, name, tags.CHAMPION)
+    challenger = version_by_alias(client, name, tags.CHALLENGER)
+    if champion is None or challenger is None:
+        return None
+    manifest = tags.EVAL_MANIFEST_SHA256
+    if champion.tags.get(manifest) == challenger.tags.get(manifest):
+        return None
+    version = str(champion.version)
+    out = params["promote"]["champion-eval"]
+    options = {k: v for k, v in params["evaluate"].items() if k != "checkpoint"}
+    options |= {"model": f"models:/{name}/{version}", "out": out}
+    run_command(context, " ".join([CLI, "evaluate", *cli_options(options)]), project, mlflow)
+    summary = json.loads((project.path / out / "summary.json").read_text())
+    rescore(client, name, version, scores_from_summary(summary), mlflow.locks())
+    return version
+
+
 @dg.asset(
     deps=["registered_model"],
     group_name=GROUP,
     kinds={"mlflow"},
     pool="registry",
     description="Moves @champion to the @challenger if the gate passes (no category worse than "
-    "the champion by more than params.yaml's margin at the evaluation's clicks, mean not worse).",
+    "the champion by more than params.yaml's margin at the evaluation's clicks, mean not worse; "
+    "the champion is re-evaluated first when the evaluation manifest changed).",
 )
-def promotion(project: ProjectResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+def promotion(
+    context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     from neurosam3d.registry.promotion import promote
 
     params = project.params()
     name = params["register"]["name"]
+    rescored = rescore_champion(context, project, mlflow)
     outcome = promote(
         mlflow.client(), name, mlflow.locks(), margin=float(params["promote"]["margin"])
     )
@@ -80,6 +118,7 @@ def promotion(project: ProjectResource, mlflow: MlflowResource) -> dg.Materializ
             "challenger": outcome.challenger,
             "champion_before": outcome.champion_before or "none",
             "champion": champion,
+            "champion_rescored": rescored or "no",
             "gate": table(rows),
             "reasons": dg.MetadataValue.md(
                 "\n".join(f"- {r}" for r in outcome.gate.reasons) or "passed"

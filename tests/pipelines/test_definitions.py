@@ -32,7 +32,7 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor() -> No
         ("dataset_manifest", "manifest_schema"),
         ("dataset_manifest", "quarantine_growth"),
         ("combined_manifest", "manifest_schema"),
-        ("registered_model", "comparable_with_champion"),
+        ("registered_model", "challenger_scored"),
     }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "prepare_dataset",

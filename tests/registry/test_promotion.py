@@ -79,3 +79,23 @@ def test_racing_promotions_serialise(client, tracking_uri: str, tmp_path: Path) 
         assert client.get_model_version(NAME, good).tags[T.PREVIOUS_CHAMPION] == v1
     else:
         assert actions == ["rejected", "promoted"] and previous == v1
+
+
+def test_rescored_champion_is_gated_on_the_new_manifest(client, tmp_path: Path) -> None:
+    from neurosam3d.registry.gate import EvalScores
+    from neurosam3d.registry.promotion import rescore
+
+    locks = tmp_path / "locks"
+    v1 = add_version(client, NAME, 0.5, {"bone": 0.5, "gland": 0.4}, tmp_path)
+    promote(client, NAME, locks)
+    new_manifest = EvalScores("b" * 64, 5, 0.6, {"bone": 0.7})
+    v2 = add_version(client, NAME, 0.6, {"bone": 0.6}, tmp_path)
+    client.set_model_version_tag(NAME, v2, T.EVAL_MANIFEST_SHA256, new_manifest.manifest_sha256)
+    assert "different manifests" in promote(client, NAME, locks, dry_run=True).gate.reasons[0]
+
+    rescore(client, NAME, v1, new_manifest, locks)
+    tags = client.get_model_version(NAME, v1).tags
+    assert T.EVAL_CATEGORY_PREFIX + "gland" not in tags  # not measured on the new manifest
+    outcome = promote(client, NAME, locks)
+    assert outcome.action is Action.REJECTED  # bone 0.6 < champion's new 0.7 - margin
+    assert champion(client) == v1
