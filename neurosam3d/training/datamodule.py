@@ -6,6 +6,7 @@ import logging
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from neurosam3d.training.config import DataConfig
@@ -94,7 +95,7 @@ class ManifestDataModule(L.LightningDataModule):
             sampler=sampler,  # type: ignore[arg-type]
             num_workers=workers,
             persistent_workers=workers > 0,
-            pin_memory=False,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -90,7 +90,11 @@ class InteractiveSegmentationModule(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         clicks = self.cfg.clicks
         seed = _seed(self.cfg.seed, self.current_epoch, batch_idx, self.global_rank)
-        refine = int(np.random.default_rng(seed).integers(1, clicks.num_clicks))
+        refine = (
+            int(np.random.default_rng(seed).integers(1, clicks.num_clicks))
+            if clicks.num_clicks > 1
+            else None
+        )
         out = run_interaction(
             self.model,
             batch["image"],
@@ -98,7 +102,7 @@ class InteractiveSegmentationModule(L.LightningModule):
             num_clicks=clicks.num_clicks,
             rule=self.train_rule,
             generator=self._generator(seed),
-            refine_step=refine if clicks.num_clicks > 1 else None,
+            refine_step=refine,
             iou_loss_weight=clicks.iou_loss_weight,
         )
         bs = batch["image"].shape[0]
