@@ -124,6 +124,8 @@ def test_same_model_manifest_and_seed_give_identical_files(
     for table in sorted((report.out_dir / "tables").iterdir()):
         assert (again / "tables" / table.name).read_bytes() == table.read_bytes()
     assert (again / "summary.json").read_bytes() == report.summary_path.read_bytes()
+    for path in [report.plot, *report.overlays, *report.predictions]:
+        assert (again / path.relative_to(report.out_dir)).read_bytes() == path.read_bytes(), path
     # A different seed gives different clicks.
     other = evaluate(
         tiny_model, [eval_manifest], tmp_path / "other", clicks=CLICKS, seed=8, model_name="tiny"
