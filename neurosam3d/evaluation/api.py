@@ -24,6 +24,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -39,7 +40,7 @@ from neurosam3d.evaluation.plots import (
     plot_dice_vs_clicks,
     plot_overlay,
 )
-from neurosam3d.evaluation.protocol import ProtocolConfig, run_target, target_seed
+from neurosam3d.evaluation.protocol import ProtocolConfig, TargetResult, run_target, target_seed
 from neurosam3d.evaluation.results import read_results, results_table, write_results
 from neurosam3d.evaluation.tables import per_target, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
@@ -142,8 +143,8 @@ def evaluate(
     ``model_or_checkpoint``: an ``nn.Module``, a checkpoint path, or ``models:/NAME@ALIAS``
     (``architecture`` names the configuration when a checkpoint does not reveal it);
     ``data_root``: the label-tree root the manifest paths are relative to (default:
-    :func:`default_data_root` of the first manifest); ``training_manifest``: the model's training manifest, which decides
-    seen/unseen; ``model_name``: the ``model`` column of the results (default: checkpoint stem,
+    :func:`default_data_root` of the first manifest); ``training_manifest``: the model's
+    training manifest, which decides seen/unseen; ``model_name``: the ``model`` column of the results (default: checkpoint stem,
     model URI or class name). See :class:`ProtocolConfig` for the protocol parameters.
     """
     config = ProtocolConfig(
@@ -180,77 +181,41 @@ def evaluate(
             volume = np.asarray(image.dataobj)
             grid = grid_for_image(image, orientation, spacing_mm)
             normalised = normalise_intensity(volume, case_rows["modality"].iloc[0])
-            labels = np.zeros(volume.shape[:3], np.uint16)
-            best = np.zeros(volume.shape[:3], np.float32)
-            legend = {}
-            for value, row in enumerate(case_rows.itertuples(index=False), start=1):
+            case = _CasePrediction(image, out_dir / "predictions" / dataset, case_id)
+            for row in case_rows.itertuples(index=False):
                 reference = np.asarray(load_nifti(root / row.mask_path).dataobj) > 0
                 generator = torch.Generator().manual_seed(
                     target_seed(seed, dataset, split, case_id, row.class_name)
                 )
                 result = run_target(model, normalised, reference, grid, config, generator)
-                is_seen = (dataset, row.class_name) in seen
-                for step in result.clicks:
-                    records.append(
-                        {
-                            "model": label,
-                            "dataset": dataset,
-                            "split": split,
-                            "case_id": case_id,
-                            "class_name": row.class_name,
-                            "modality": row.modality,
-                            "category": row.category,
-                            "seen": is_seen,
-                            "click": step.click,
-                            "dice": step.scores.dice,
-                            "nsd": step.scores.nsd,
-                            "pred_voxels": step.scores.pred_voxels,
-                            "ref_voxels": step.scores.ref_voxels,
-                            "true_positive_voxels": step.scores.true_positives,
-                            "windows": step.windows,
-                            "click_rule": click_rule,
-                            "seed": seed,
-                            "nsd_tolerance_mm": nsd_tolerance_mm,
-                        }
-                    )
-                final = result.final.scores
+                identity = {
+                    "model": label,
+                    "dataset": dataset,
+                    "split": split,
+                    "case_id": case_id,
+                    "class_name": row.class_name,
+                    "modality": row.modality,
+                    "category": row.category,
+                    "seen": (dataset, row.class_name) in seen,
+                }
+                records.extend(_rows(identity, result, config))
+                final = result.final.scores.dice
                 logger.info(
                     "%s/%s/%s: Dice %.3f after %d clicks",
                     dataset,
                     case_id,
                     row.class_name,
-                    final.dice,
+                    final,
                     clicks,
                 )
-                title = f"{label} | {dataset}/{case_id}/{row.class_name} | Dice {final.dice:.3f} @ {clicks}"
-                key = f"{dataset}_{case_id}_{row.class_name}"
-                views.append(
-                    (
-                        final.dice,
-                        key,
-                        overlay_slice(title, volume, reference, result.prediction, image.affine),
-                    )
+                title = (
+                    f"{label} | {dataset}/{case_id}/{row.class_name} | Dice {final:.3f} @ {clicks}"
                 )
+                view = overlay_slice(title, volume, reference, result.prediction, image.affine)
+                views.append((final, f"{dataset}_{case_id}_{row.class_name}", view))
                 views = sorted(views, key=lambda v: (v[0], v[1]))[:worst_overlays]
-                wins = result.prediction & (result.probabilities > best)
-                labels[wins] = value
-                best[wins] = result.probabilities[wins]
-                legend[value] = row.class_name
-                if class_masks:
-                    mask_path = (
-                        out_dir / "predictions" / dataset / case_id / f"{row.class_name}.nii.gz"
-                    )
-                    save_nifti(
-                        make_image(result.prediction.astype(np.uint8), image.affine, like=image),
-                        mask_path,
-                    )
-            case_path = out_dir / "predictions" / dataset / f"{case_id}.nii.gz"
-            save_nifti(make_image(labels, image.affine, like=image), case_path)
-            atomic_write_bytes(
-                case_path.with_name(f"{case_id}.json"),
-                (json.dumps(legend, indent=2, sort_keys=True) + "\n").encode(),
-            )
-            predictions.append(case_path)
+                case.add(row.class_name, result, class_masks)
+            predictions.append(case.write())
 
     results_path = write_results(results_table(records), out_dir / "results.parquet")
     results = read_results(results_path)
@@ -269,6 +234,63 @@ def evaluate(
     return EvaluationReport(
         out_dir, results_path, tables, plot, overlays, predictions, summary_path, summary
     )
+
+
+def _rows(identity: dict, result: TargetResult, config: ProtocolConfig) -> list[dict]:
+    """Results rows (:data:`RESULTS_SCHEMA`) of one target, one per click."""
+    return [
+        {
+            **identity,
+            "click": step.click,
+            "dice": step.scores.dice,
+            "nsd": step.scores.nsd,
+            "pred_voxels": step.scores.pred_voxels,
+            "ref_voxels": step.scores.ref_voxels,
+            "true_positive_voxels": step.scores.true_positives,
+            "windows": step.windows,
+            "click_rule": config.click_rule,
+            "seed": config.seed,
+            "nsd_tolerance_mm": config.nsd_tolerance_mm,
+        }
+        for step in result.clicks
+    ]
+
+
+class _CasePrediction:
+    """The multi-label prediction of one case, built class by class (original grid).
+
+    Voxel values are 1, 2, ... in the order classes are added; where final predictions overlap,
+    the class with the highest probability wins. ``write`` saves ``<case>.nii.gz`` and the
+    value -> class legend ``<case>.json`` in ``folder``; ``add(..., class_mask=True)`` also
+    saves ``<case>/<class>.nii.gz``.
+    """
+
+    def __init__(self, image: nib.Nifti1Image, folder: Path, case_id: str) -> None:
+        self.image = image
+        self.folder = folder
+        self.case_id = case_id
+        self.labels = np.zeros(image.shape[:3], np.uint16)
+        self.best = np.zeros(image.shape[:3], np.float32)
+        self.legend: dict[int, str] = {}
+
+    def add(self, class_name: str, result: TargetResult, class_mask: bool) -> None:
+        value = len(self.legend) + 1
+        wins = result.prediction & (result.probabilities > self.best)
+        self.labels[wins] = value
+        self.best[wins] = result.probabilities[wins]
+        self.legend[value] = class_name
+        if class_mask:
+            mask = make_image(
+                result.prediction.astype(np.uint8), self.image.affine, like=self.image
+            )
+            save_nifti(mask, self.folder / self.case_id / f"{class_name}.nii.gz")
+
+    def write(self) -> Path:
+        path = self.folder / f"{self.case_id}.nii.gz"
+        save_nifti(make_image(self.labels, self.image.affine, like=self.image), path)
+        legend = json.dumps(self.legend, indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(path.with_name(f"{self.case_id}.json"), legend.encode())
+        return path
 
 
 def _nan_to_none(value: float) -> float | None:
