@@ -42,7 +42,7 @@ from neurosam3d.evaluation.plots import (
 )
 from neurosam3d.evaluation.protocol import ProtocolConfig, TargetResult, run_target, target_seed
 from neurosam3d.evaluation.results import read_results, results_table, write_results
-from neurosam3d.evaluation.tables import per_target, write_tables
+from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
 from neurosam3d.training.intensity import normalise_intensity
@@ -300,9 +300,7 @@ def _nan_to_none(value: float) -> float | None:
 def _summary(results: pd.DataFrame, model: str, config: ProtocolConfig, manifest_hash: str) -> dict:
     """The promotion gate's input: mean scores at the reported clicks and per category at 5."""
     targets = per_target(results)
-    reported = sorted(
-        int(c.split("_")[1]) for c in targets.columns if c.startswith("dice_") and c != "dice_auc"
-    )
+    reported = report_clicks_from(targets)
     gate_clicks = GATE_CLICKS if GATE_CLICKS in reported else reported[-1]
     categories = targets.groupby("category", sort=True)[f"dice_{gate_clicks}"].mean()
     return {
