@@ -132,6 +132,21 @@ def _timed(fn, device: torch.device) -> tuple[object, float, float]:
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _fused_only(encoder: torch.nn.Module, device: torch.device):
+    """On GPU, run ours with the math fallback of SDPA disabled: an error if no fused kernel fits."""
+    if device.type != "cuda":
+        return encoder
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    fused = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with sdpa_kernel(fused):
+            return encoder(x)
+
+    return forward
+
+
 def _worker(args) -> dict[str, object]:
     """One measurement in this process (see ``WORKERS``)."""
     import statistics
@@ -144,7 +159,10 @@ def _worker(args) -> dict[str, object]:
         (args.batch, 1, 128, 128, 128), generator=torch.Generator().manual_seed(args.seed + 1)
     ).to(device)
     encoder = model.image_encoder
-    variants = {"ours": encoder, "reference": lambda x: reference_encoder(encoder, x)}
+    variants = {
+        "ours": _fused_only(encoder, device),
+        "reference": lambda x: reference_encoder(encoder, x),
+    }
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
