@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# One DVC command at a time per workspace: threads of this process ...
+# One DVC call at a time per workspace: this lock for threads, a flock for processes.
 _THREAD_LOCK = threading.Lock()
 
 
@@ -101,7 +101,8 @@ class MlflowResource(dg.ConfigurableResource):
 class DvcResource(dg.ConfigurableResource):
     """DVC on the project workspace; every call holds a process-level lock.
 
-    DVC takes a repository lock and fails at once when another DVC command holds it, so this
+    DVC takes a repository lock and gives up after a short wait when another DVC command holds
+    it (a training-length `dvc` call would make the next one fail), so this
     resource serialises its own calls across threads and processes (an exclusive ``flock`` on
     ``.dvc/tmp/neurosam3d-dagster.lock``) instead of letting two steps collide.
     ``remote`` (a name from ``.dvc/config``) receives the cache after each commit when ``push``.
