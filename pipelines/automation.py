@@ -66,7 +66,8 @@ def raw_data_version_sensor(
 
 @dg.sensor(
     minimum_interval_seconds=60,
-    description="Adds a partition for each dataset newly listed in params.yaml.",
+    description="Adds a partition for each dataset newly listed in params.yaml (starts no run).",
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def new_dataset_sensor(
     context: dg.SensorEvaluationContext, project: ProjectResource
