@@ -11,18 +11,20 @@ Public API (see README "Model API"):
 
 from neurosam3d.model.builder import build_model
 from neurosam3d.model.checkpoint import (
-    CheckpointError,
     CheckpointInfo,
     KeyReport,
-    detect_config,
-    export_checkpoint,
-    export_release,
     inspect_checkpoint,
     load_checkpoint,
+)
+from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig, get_config
+from neurosam3d.model.detect import detect_config
+from neurosam3d.model.formats import (
+    CheckpointError,
+    export_checkpoint,
+    export_release,
     read_state_dict,
     save_safetensors,
 )
-from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig, get_config
 from neurosam3d.model.predictor import Prediction, Predictor
 from neurosam3d.model.sam3d import Sam3D
 
