@@ -150,6 +150,8 @@ def export_checkpoint(
 
     Weights are stored as contiguous float32 CPU tensors.
     """
+    if fmt not in ("release", "safetensors", "lightning"):
+        raise ValueError(f"unknown export format {fmt!r}; choose release, safetensors or lightning")
     sd = {
         k: v.detach().to("cpu", torch.float32).contiguous().clone()
         for k, v in model.state_dict().items()
@@ -180,7 +182,7 @@ def export_checkpoint(
                 "args": args,
             }
             torch.save(payload, tmp)
-        elif fmt == "lightning":
+        else:
             from importlib.metadata import version
 
             payload = {
@@ -190,10 +192,6 @@ def export_checkpoint(
                 "pytorch-lightning_version": version("lightning"),
             }
             torch.save(payload, tmp)
-        else:
-            raise ValueError(
-                f"unknown export format {fmt!r}; choose release, safetensors or lightning"
-            )
     logger.info("wrote %s checkpoint %s", fmt, path)
     return path
 
