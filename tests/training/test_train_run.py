@@ -83,12 +83,17 @@ def test_run_is_tracked_in_mlflow_with_checkpoints(first_run: tuple[Path, dict, 
 def test_checkpoint_keys_are_the_release_keys_under_model(
     first_run: tuple[Path, dict, object],
 ) -> None:
-    from neurosam3d.model import build_model
+    from neurosam3d.model import build_model, load_checkpoint
 
     _, summary, _ = first_run
     state = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     expected = {f"model.{k}" for k in build_model("tiny").state_dict()}
     assert set(state["state_dict"]) == expected
+    loaded = load_checkpoint(summary["best_checkpoint"])  # architecture detected from the keys
+    assert loaded.img_size == 64
+    best = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+    key = "mask_decoder.iou_token.weight"
+    assert torch.equal(loaded.state_dict()[key], best["state_dict"][f"model.{key}"])
 
 
 def test_resume_continues_step_optimiser_and_mlflow_run(
