@@ -64,6 +64,13 @@ class ManifestDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _batches_done_in_epoch(self) -> int:
+        """Training batches of the current epoch already done (non-zero when resuming mid-epoch:
+        Lightning restores its loop progress before it asks for the training dataloader)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+
     def setup(self, stage: str | None = None) -> None:
         cfg = self.cfg
         if stage in (None, "fit") and self.train_set is None:
@@ -102,7 +109,12 @@ class ManifestDataModule(L.LightningDataModule):
         assert self.train_set is not None and self.weights is not None, "call setup('fit') first"
         rank, world = self._rank_world()
         sampler = BalancedSampler(
-            self.weights, self.cfg.samples_per_epoch, self.seed, rank=rank, world_size=world
+            self.weights,
+            self.cfg.samples_per_epoch,
+            self.seed,
+            rank=rank,
+            world_size=world,
+            skip=self._batches_done_in_epoch() * self.cfg.batch_size,
         )
         return self._loader(self.train_set, sampler)
 

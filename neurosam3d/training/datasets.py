@@ -96,7 +96,9 @@ class BalancedSampler(Sampler[tuple[int, int]]):
     Every epoch all ranks draw the same ``num_samples * world_size`` keys from a generator seeded
     by ``(seed, epoch)`` and rank ``r`` keeps keys ``r, r + world_size, ...``: the shards are
     disjoint, equally long, and the union is independent of the number of workers.
-    Lightning calls :meth:`set_epoch` at the start of each epoch.
+    Lightning calls :meth:`set_epoch` at the start of each epoch. ``skip`` drops the first keys of
+    this rank's shard in the first iteration only: a run resumed mid-epoch continues with the
+    keys it had not yet seen instead of repeating the epoch's start.
     """
 
     def __init__(
@@ -107,6 +109,7 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         *,
         rank: int = 0,
         world_size: int = 1,
+        skip: int = 0,
     ) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
@@ -116,20 +119,23 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
+        self.skip = skip
 
     def set_epoch(self, epoch: int) -> None:
         """Select the draws of ``epoch``."""
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         total = self.num_samples * self.world_size
         rows = rng.choice(len(self.weights), size=total, p=self.weights)
         seeds = rng.integers(0, 2**31 - 1, size=total)
-        for i in range(self.rank, total, self.world_size):
+        start = self.rank + self.skip * self.world_size
+        self.skip = 0
+        for i in range(start, total, self.world_size):
             yield int(rows[i]), int(seeds[i])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
@@ -76,6 +78,16 @@ def build_ct_tree(
     path = root / "manifest.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run the training tests on one intra-op thread (restored afterwards): on a CPU shared with
+    other jobs, OpenMP threads spin-waiting on each other make small ops 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -105,6 +105,9 @@ def test_balanced_sampler_shards_are_disjoint_and_cover_the_draws() -> None:
     sampler = BalancedSampler(weights, 8, seed=3)
     sampler.set_epoch(1)
     assert list(sampler) != single
+    resumed = BalancedSampler(weights, 8, seed=3, skip=3)  # 3 keys done before the checkpoint
+    assert len(resumed) == 5 and list(resumed) == single[3:]
+    assert list(resumed) == single  # later passes are whole epochs again
     assert list(ShardSampler(5, rank=1, world_size=2)) == [1, 3]
 
 
