@@ -67,10 +67,6 @@ class Clicks:
             torch.cat((self.labels, other.labels), dim=1),
         )
 
-    def to(self, device: torch.device | str) -> Clicks:
-        """The same clicks on ``device``."""
-        return Clicks(self.coords.to(device), self.labels.to(device))
-
 
 class ClickRule(Protocol):
     """Signature shared by every rule in :data:`CLICK_RULES`."""
