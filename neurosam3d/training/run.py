@@ -192,6 +192,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     if not checkpoints.best_model_path or seen is None or (extra and final[monitor] > float(seen)):
         best_path, best_metrics = out / "checkpoints" / f"best-{trainer.global_step}.ckpt", final
         trainer.save_checkpoint(best_path)
+        superseded = Path(checkpoints.best_model_path) if checkpoints.best_model_path else None
+        if trainer.is_global_zero and superseded and superseded.parent == best_path.parent:
+            superseded.unlink(missing_ok=True)  # keep one best checkpoint in the output
     else:  # the callback's file is named best-<step>.ckpt: report that validation
         best_path = Path(checkpoints.best_model_path)
         best_metrics = dict(module.val_history)[int(best_path.stem.removeprefix("best-"))]

@@ -80,5 +80,5 @@ def test_loss_decreases_on_a_fixed_batch(liver_batch: dict[str, torch.Tensor]) -
         optimiser.zero_grad()
         out.loss.backward()
         optimiser.step()
-        losses.append(float(out.loss))
+        losses.append(float(out.loss.detach()))
     assert losses[-1] < 0.8 * losses[0], losses

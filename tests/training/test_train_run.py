@@ -107,6 +107,7 @@ def test_resume_continues_step_optimiser_and_mlflow_run(
     cfg = load_config(CONFIG, [*_fast(ct_manifest, home / "cache"), "trainer.max_steps=3"])
     resumed = train(cfg, home / "resumed", resume=summary["last_checkpoint"])
     assert resumed.global_step == 3 and resumed.run_id == summary["run_id"]
+    assert len(list(Path(resumed.best_checkpoint).parent.glob("best-*.ckpt"))) == 1
     after = torch.load(resumed.last_checkpoint, map_location="cpu", weights_only=True)
     state_before = saved["optimizer_states"][0]["state"]
     state_after = after["optimizer_states"][0]["state"]
