@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -179,7 +180,11 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         baseline = _dice_by_click(trainer.validate(module, datamodule=data, verbose=False)[0])
     module.val_history.clear()  # the pre-training numbers are the baseline, not a candidate
     module.mlflow_run_id = run_id
-    trainer.fit(module, datamodule=data, ckpt_path=resume)
+    with warnings.catch_warnings():
+        # Our sampler skips the draws a resumed epoch already consumed (ManifestDataModule), which
+        # Lightning cannot see: its "dataloader is not resumable" warning does not apply.
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        trainer.fit(module, datamodule=data, ckpt_path=resume)
 
     extra = not module.val_history or module.val_history[-1][0] != trainer.global_step
     if extra:  # the final weights were not validated inside fit
