@@ -17,9 +17,11 @@ from probabilities, detached mask feedback) with the same optimiser settings.
 
     python benchmarks/train_step.py                        # tiny and sam_med3d, batch 1, CPU
     python benchmarks/train_step.py --configs tiny --batch 2
+    python benchmarks/train_step.py --configs sam_med3d --device cuda --dtype bf16 --batch 4
 
-Each variant runs in a fresh subprocess; peak memory is ru_maxrss minus that of a baseline
-process that only builds the model, optimiser and batch (CPU). Threads: 1 per process by default
+Each variant runs in a fresh subprocess; peak memory is ru_maxrss (CPU) or
+``torch.cuda.max_memory_allocated`` (GPU) minus that of a baseline process that only builds the
+model, optimiser and batch. A batch that does not fit fails its worker with the error shown. Threads: 1 per process by default
 (this CPU is shared; OpenMP spin-waiting makes multi-threaded timings meaningless there).
 The last line is one JSON object; ``train_step_speedup`` is the full configuration's ratio.
 """
@@ -57,7 +59,7 @@ def reference_clicks(
         idx = torch.argwhere(err)
         if len(idx) == 0:
             idx = torch.argwhere(ref[b, 0])
-        pick = idx[torch.randint(len(idx), (1,), generator=gen)][0]
+        pick = idx[int(torch.randint(len(idx), (1,), generator=gen))]
         points.append(pick.float()[None])
         labels.append(fn[tuple(pick)].long().view(1))
     return torch.stack(points), torch.stack(labels)
@@ -124,10 +126,17 @@ def real_batch(size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     return image_t, target_t
 
 
-def _peak_bytes() -> int:
+def _peak_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated()
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def _worker(args) -> dict[str, object]:
@@ -138,7 +147,8 @@ def _worker(args) -> dict[str, object]:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model = build_model(args.config).train()
+    device = torch.device(args.device)
+    model = build_model(args.config).to(device).train()
     optimiser = torch.optim.AdamW(
         [
             {"params": list(model.image_encoder.parameters()), "lr": 8e-4},
@@ -149,10 +159,11 @@ def _worker(args) -> dict[str, object]:
         ],
         weight_decay=0.1,
     )
-    image, target = real_batch(model.img_size, args.batch)
+    image, target = (t.to(device) for t in real_batch(model.img_size, args.batch))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
     result: dict[str, object] = {"variant": args.worker}
     if args.worker == "baseline":
-        result["peak_bytes"] = _peak_bytes()
+        result["peak_bytes"] = _peak_bytes(device)
         return result
     if args.worker == "reference":
         from monai.losses import DiceCELoss
@@ -160,16 +171,24 @@ def _worker(args) -> dict[str, object]:
         loss_fn = DiceCELoss(sigmoid=True, squared_pred=True, reduction="mean")
     times, losses = [], []
     for i in range(args.warmup + args.repeats):
-        gen = torch.Generator().manual_seed(args.seed + i)
-        refine = int(torch.randint(1, NUM_CLICKS, (1,), generator=gen))
+        refine = int(
+            torch.randint(
+                1, NUM_CLICKS, (1,), generator=torch.Generator().manual_seed(args.seed + i)
+            )
+        )
+        _sync(device)
         start = time.perf_counter()
-        if args.worker == "ours":
-            losses.append(ours_step(model, optimiser, image, target, gen, refine))
-        else:
-            losses.append(reference_step(model, optimiser, loss_fn, image, target, gen, refine))
+        with autocast:
+            if args.worker == "ours":
+                gen = torch.Generator(device).manual_seed(args.seed + i)
+                losses.append(ours_step(model, optimiser, image, target, gen, refine))
+            else:
+                gen = torch.Generator().manual_seed(args.seed + i)
+                losses.append(reference_step(model, optimiser, loss_fn, image, target, gen, refine))
+        _sync(device)
         if i >= args.warmup:
             times.append(time.perf_counter() - start)
-    result.update(peak_bytes=_peak_bytes(), step_s=statistics.median(times), losses=losses)
+    result.update(peak_bytes=_peak_bytes(device), step_s=statistics.median(times), losses=losses)
     return result
 
 
@@ -179,6 +198,7 @@ def _run(variant: str, config: str, args) -> dict[str, object]:
     cmd = [
         sys.executable, __file__, "--worker", variant, "--configs", config,
         "--batch", str(args.batch), "--repeats", str(args.repeats[config]),
+        "--device", args.device, "--dtype", args.dtype,
         "--warmup", str(args.warmup[config]), "--seed", str(args.seed), "--threads", str(args.threads),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -196,6 +216,8 @@ def main() -> None:
     parser.add_argument("--repeats", default="tiny=3,sam_med3d=1", help="timed steps per config")
     parser.add_argument("--warmup", default="tiny=1,sam_med3d=0", help="untimed steps first")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="bf16: autocast")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -209,6 +231,11 @@ def main() -> None:
     warmup = dict(item.split("=") for item in args.warmup.split(","))
     args.repeats = {c: int(repeats.get(c, 1)) for c in args.configs.split(",")}
     args.warmup = {c: int(warmup.get(c, 0)) for c in args.configs.split(",")}
+    device_name = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{os.cpu_count()}-core CPU, {args.threads} thread(s)"
+    )
     rows = {}
     for config in args.configs.split(","):
         res = {v: _run(v, config, args) for v in VARIANTS}
@@ -222,15 +249,18 @@ def main() -> None:
         }
         rows[config] = row
         print(
-            f"{os.cpu_count()}-core CPU, {args.threads} thread(s), {config} batch {args.batch}: "
+            f"{device_name}, {args.dtype}, {config} batch {args.batch}: "
             f"reference {row['reference_step_s']} s {row['reference_peak_mib']} MiB | ours "
             f"{row['ours_step_s']} s {row['ours_peak_mib']} MiB | speedup {row['speedup']}x",
             flush=True,
         )
     headline = rows.get("sam_med3d") or next(iter(rows.values()))
-    print(
-        json.dumps({"train_step_speedup": headline["speedup"], "batch": args.batch, "runs": rows})
-    )
+    summary = {
+        "train_step_speedup": headline["speedup"],
+        "device": device_name,
+        "dtype": args.dtype,
+    }
+    print(json.dumps({**summary, "batch": args.batch, "runs": rows}))
 
 
 if __name__ == "__main__":
