@@ -103,6 +103,47 @@ def run_demo(project: Path = PROJECT, push: bool = True) -> dict[str, str]:
     }
 
 
+def results_summary(project: Path, tracking_uri: str) -> str:
+    """What the run produced, in a few lines: learning, evaluation, the category table, champion."""
+    import json
+
+    from mlflow import MlflowClient
+
+    params = _params(project)
+    train = json.loads((project / params["train"]["out"] / "summary.json").read_text())
+    evaluation = project / params["evaluate"]["out"]
+    scores = json.loads((evaluation / "summary.json").read_text())
+    registration = json.loads(
+        (project / params["register"]["out"] / "registration.json").read_text()
+    )
+    name = registration["name"]
+    champion = MlflowClient(tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
+        name, "champion"
+    )
+
+    def dice(values: dict[str, float]) -> str:
+        return ", ".join(f"{k} click(s) {values[k]:.3f}" for k in sorted(values, key=int))
+
+    lines = [
+        f"Training ({train['global_step']} steps, MLflow run {train['run_id']}), "
+        "validation Dice on fixed crops:",
+        f"    untrained: {dice(train['baseline_val_dice'])}",
+        f"    best:      {dice(train['val_dice'])}",
+        f"Evaluation on held-out cases ({scores['targets']} targets, seed "
+        f"{scores['protocol']['seed']}), mean Dice: {dice(scores['mean_dice'])}",
+        (evaluation / "tables" / "categories.md").read_text().rstrip(),
+        f"Registered {name} version {registration['version']}; @champion is version "
+        f"{champion.version}.",
+    ]
+    return "\n".join(lines)
+
+
+def _params(project: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((project / "params.yaml").read_text())
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -111,6 +152,7 @@ def main() -> None:
         prepare_data(PROJECT, demo_environment(PROJECT))
         return
     result = run_demo()
+    print("\n" + results_summary(PROJECT, result["tracking_uri"]))
     print(
         f"""
 Demo finished in {result["minutes"]} min: label trees and manifests in work/data, the model in
