@@ -131,6 +131,7 @@ def results_summary(project: Path, tracking_uri: str) -> str:
         f"    best:      {dice(train['val_dice'])}",
         f"Evaluation on held-out cases ({scores['targets']} targets, seed "
         f"{scores['protocol']['seed']}), mean Dice: {dice(scores['mean_dice'])}",
+        "Dice (%) per anatomical category, in the layout of the SAM-Med3D README:",
         (evaluation / "tables" / "categories.md").read_text().rstrip(),
         f"Registered {name} version {registration['version']}; @champion is version "
         f"{champion.version}.",
