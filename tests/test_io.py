@@ -12,6 +12,7 @@ import pytest
 
 from neurosam3d.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
 from neurosam3d.io.nifti import NiftiError, load_nifti, make_image, save_nifti, voxel_spacing
+from neurosam3d.io.paths import check_name, safe_join
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -88,3 +89,20 @@ def test_atomic_files_get_umask_permissions_and_size(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "d.bin").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    "parts", [("../x",), ("a", "../../x"), ("/etc/passwd",), ("a/../../x",), ("..\\x",), ("C:x",)]
+)
+def test_safe_join_rejects_parts_leading_outside_the_root(tmp_path: Path, parts) -> None:
+    with pytest.raises(ValueError, match=r"outside|absolute"):
+        safe_join(tmp_path, *parts)
+
+
+def test_safe_join_and_names_accept_ordinary_paths(tmp_path: Path) -> None:
+    assert safe_join(tmp_path, "DS/imagesTr", "c1.nii.gz") == tmp_path / "DS/imagesTr/c1.nii.gz"
+    assert safe_join(tmp_path, "a/../b") == tmp_path / "a/../b"
+    assert check_name("Dataset001_Ab-c.1") == "Dataset001_Ab-c.1"
+    for bad in ("..", "../x", "a/b", ".x", "", None):
+        with pytest.raises(ValueError, match="not a safe file name"):
+            check_name(bad, "case id")

@@ -8,7 +8,6 @@ must be safe file names and unique within a dataset, and the split rules are app
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,8 +15,7 @@ from pathlib import Path
 from neurosam3d.data.config import DatasetConfig
 from neurosam3d.data.labels import ClassSpec
 from neurosam3d.data.problems import Kind, Problem
-
-_SAFE_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+from neurosam3d.io.paths import SAFE_NAME as _SAFE_CASE_ID
 
 
 @dataclass(frozen=True)

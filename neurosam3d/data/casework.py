@@ -48,6 +48,7 @@ from neurosam3d.data.volumes import (
 )
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
+from neurosam3d.io.paths import safe_join
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class _Written:
     files: dict[str, int] = field(default_factory=dict)
 
     def put(self, rel: str, data: bytes) -> None:
-        self.files[rel] = atomic_write_bytes(self.out_root / rel, data, durable=False)
+        self.files[rel] = atomic_write_bytes(safe_join(self.out_root, rel), data, durable=False)
 
     def discard(self) -> None:
         for rel in self.files:

@@ -11,7 +11,8 @@ folder that contains it.
 
 YAML keys (all but ``name``, ``layout`` and ``root`` optional)::
 
-    name: AMOS22                  # dataset name: folder under the output root, manifest column
+    name: AMOS22                  # dataset name: folder under the output root, manifest column;
+                                  # letters, digits, . _ - (starting with a letter or digit)
     layout: paired                # a registered layout kind
     root: AMOS22                  # raw dataset folder
     licence: CC-BY-4.0
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 from neurosam3d.data.schema import SPLITS
+from neurosam3d.io.paths import is_safe_name
 
 REPO = Path(__file__).resolve().parents[2]
 #: Where ``--dataset NAME`` looks for ``NAME.yaml``.
@@ -125,11 +127,16 @@ def _parse_splits(raw: Any, where: object) -> dict[str, SplitFiles]:
     return splits
 
 
-def config_from_dict(doc: dict[str, Any], *, source: Path | None = None) -> DatasetConfig:
-    """Validate a parsed YAML mapping into a :class:`DatasetConfig`."""
+def config_from_dict(
+    doc: dict[str, Any], *, source: Path | None = None, where: object = None
+) -> DatasetConfig:
+    """Validate a parsed YAML mapping into a :class:`DatasetConfig`.
+
+    ``where`` names the origin in error messages (default: ``source``, else the name).
+    """
     from neurosam3d.data.layouts import LAYOUTS
 
-    where = source or doc.get("name", "<config>")
+    where = where or source or doc.get("name", "<config>")
     known = {f for f in DatasetConfig.__dataclass_fields__ if f != "source"} | _DOC_KEYS
     unknown = sorted(set(doc) - known)
     if unknown:
@@ -137,6 +144,12 @@ def config_from_dict(doc: dict[str, Any], *, source: Path | None = None) -> Data
     for key in ("name", "layout", "root"):
         if not doc.get(key):
             raise _fail(where, f"missing required key {key!r}")
+    if not is_safe_name(str(doc["name"])):
+        raise _fail(
+            where,
+            f"dataset name {str(doc['name'])!r} is not a safe folder name: use letters, digits, "
+            "'.', '_' and '-', starting with a letter or digit (no '/', no '..')",
+        )
     if doc["layout"] not in LAYOUTS:
         raise _fail(where, f"unknown layout {doc['layout']!r}; registered: {sorted(LAYOUTS)}")
     modalities = [doc.get("modality"), *dict(doc.get("modality_overrides") or {}).values()]
@@ -191,9 +204,14 @@ def load_dataset_config(name_or_path: str | os.PathLike[str]) -> DatasetConfig:
 
 
 def config_for_layout(layout: str, root: str | os.PathLike[str], **overrides: Any) -> DatasetConfig:
-    """A config for a self-describing dataset (nnU-Net or MSD): the name is the folder's name."""
+    """A config for a self-describing dataset (nnU-Net or MSD): the name is the folder's name.
+
+    The folder name must be a safe dataset name (see ``name`` in the module docstring); a
+    ``name`` override (e.g. from a dataset.json) is checked the same way.
+    """
     root = Path(root).resolve()
-    base = config_from_dict({"name": root.name, "layout": layout, "root": str(root)})
+    doc = {"name": overrides.pop("name", root.name), "layout": layout, "root": str(root)}
+    base = config_from_dict(doc, where=f"{layout} dataset folder {root}")
     return replace(base, **overrides) if overrides else base
 
 

@@ -33,13 +33,14 @@ from pathlib import Path
 
 from neurosam3d.data.cases import CaseSpec, Discovery, finalise_cases
 from neurosam3d.data.casework import CaseOutcome, PrepareParams, remove_output, run_case
-from neurosam3d.data.config import DatasetConfig, load_dataset_config
+from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_config
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
 from neurosam3d.data.records import RECORD_SUFFIX, read_record, records_dir
 from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
+from neurosam3d.io.paths import check_name
 from neurosam3d.taxonomy import categorise
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,10 @@ def prepare_dataset(
     started = time.perf_counter()
     if not isinstance(config, DatasetConfig):
         config = load_dataset_config(config)
+    try:  # config_from_dict checks it too; a DatasetConfig built or replaced in code may not be
+        check_name(config.name, "dataset name")
+    except ValueError as exc:
+        raise ConfigError(f"{config.source or 'dataset config'}: {exc}") from exc
     out = Path(out_dir).resolve()
     root = config.resolve_root(raw_root)
     found = finalise_cases(config, LAYOUTS[config.layout](config, root))

@@ -19,6 +19,7 @@ from typing import Any
 import isal.igzip as igzip
 
 from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.paths import safe_join
 
 #: Bump when the output of an unchanged input changes (layout of the tree, encoding, columns).
 FORMAT_VERSION = 1
@@ -29,7 +30,7 @@ _CHUNK = 1 << 20
 
 def records_dir(out_root: Path, dataset: str) -> Path:
     """Folder of a dataset's case records."""
-    return out_root / RECORDS_DIR / dataset
+    return safe_join(out_root, RECORDS_DIR, dataset)
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -43,7 +44,7 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 def record_path(out_root: Path, dataset: str, case_id: str) -> Path:
     """Where a case's record lives."""
-    return records_dir(out_root, dataset) / f"{case_id}{RECORD_SUFFIX}"
+    return safe_join(records_dir(out_root, dataset), f"{case_id}{RECORD_SUFFIX}")
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from neurosam3d.data.cases import in_validation
-from neurosam3d.data.config import CONFIG_DIR, ConfigError, config_from_dict, load_dataset_config
+from neurosam3d.data.config import (
+    CONFIG_DIR,
+    ConfigError,
+    config_for_layout,
+    config_from_dict,
+    load_dataset_config,
+)
 from neurosam3d.data.labels import sanitise_class_name
 from neurosam3d.data.prepare import discover, prepare_dataset
 from neurosam3d.taxonomy import UNCATEGORISED, categorise
@@ -118,3 +124,29 @@ def test_config_labels_rename_dataset_json_classes(tmp_path: Path, samples_dir: 
     )
     cases = discover(config).cases
     assert [c.name for c in cases[0].classes] == ["cord_gm", "cord_wm"]
+
+
+@pytest.mark.parametrize("name", ["../esc", "a/b", "..", ".hidden", "-x", "a b", "/abs"])
+def test_unsafe_dataset_name_is_rejected_naming_file_and_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"name: {name!r}\nlayout: paired\nroot: x\n")
+    with pytest.raises(ConfigError, match=r"evil\.yaml") as error:
+        load_dataset_config(path)
+    assert repr(name) in str(error.value) and "not a safe folder name" in str(error.value)
+
+
+def test_escaping_dataset_name_writes_nothing_outside_out(tmp_path: Path) -> None:
+    out = tmp_path / "work" / "out"
+    config = replace(config_for_layout("nnunet", tmp_path), name="../esc")
+    with pytest.raises(ConfigError, match=r"'\.\./esc'"):
+        prepare_dataset(config, out, workers=1)
+    assert not (tmp_path / "work" / "esc").exists()
+
+
+def test_self_describing_dataset_folder_name_is_checked(tmp_path: Path) -> None:
+    root = tmp_path / "Task 01 bad"
+    root.mkdir()
+    with pytest.raises(ConfigError, match=r"msd dataset folder .*Task 01 bad.*'Task 01 bad'"):
+        config_for_layout("msd", root)
+    with pytest.raises(ConfigError, match=r"'\.\./x'"):
+        config_for_layout("nnunet", tmp_path, name="../x")
