@@ -81,7 +81,12 @@ def evaluate_command(
     import json
 
     from neurosam3d.evaluation import evaluate
+    from neurosam3d.evaluation.api import read_manifests
 
+    try:  # unsafe names or paths in a manifest: a clear message naming the file and row
+        read_manifests(list(manifest))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--manifest") from exc
     report = evaluate(
         model_source(checkpoint, model),
         list(manifest),

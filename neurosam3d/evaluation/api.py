@@ -45,6 +45,7 @@ from neurosam3d.evaluation.results import read_results, results_table, write_res
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+from neurosam3d.io.paths import check_name, safe_join
 from neurosam3d.training.intensity import normalise_intensity
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,10 @@ logger = logging.getLogger(__name__)
 #: Click count whose per-category Dice the promotion gate compares.
 GATE_CLICKS = 5
 _KEYS = ["dataset", "split", "case_id", "class_name"]
+#: Manifest columns that become file or folder names of the outputs.
+_NAME_COLUMNS = ("dataset", "case_id", "class_name")
+#: Manifest columns holding paths relative to the data root.
+_PATH_COLUMNS = ("image_path", "mask_path")
 
 
 @dataclass(frozen=True)
@@ -68,15 +73,38 @@ class EvaluationReport:
     summary: dict
 
 
+def _check_rows(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """Names that become output paths are safe names; data paths stay under the data root."""
+    columns = table.select([*_NAME_COLUMNS, *_PATH_COLUMNS]).to_pydict()
+    for index in range(table.num_rows):
+        try:
+            for column in _NAME_COLUMNS:
+                check_name(columns[column][index], column)
+            for column in _PATH_COLUMNS:
+                try:
+                    safe_join("<data root>", columns[column][index])
+                except ValueError as exc:
+                    raise ValueError(f"{column}: {exc}") from exc
+        except ValueError as exc:
+            raise ValueError(f"{path}: row {index}: {exc}") from exc
+
+
 def read_manifests(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Concatenated manifests (schema-checked), sorted by (dataset, split, case, class), deduplicated."""
+    """Concatenated manifests (schema-checked), sorted by (dataset, split, case, class), deduplicated.
+
+    Raises ``ValueError`` naming the manifest and row whose ``dataset``, ``case_id`` or
+    ``class_name`` is not a safe file name, or whose ``image_path``/``mask_path`` is absolute or
+    leads outside the data root (:mod:`neurosam3d.io.paths`).
+    """
     if not paths:
         raise ValueError("no manifest given: pass at least one --manifest FILE")
     tables = []
     for path in paths:
         table = pq.read_table(path)
         check_schema(table, MANIFEST_SCHEMA, str(path))
-        tables.append(table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA))
+        table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
+        _check_rows(table, path)
+        tables.append(table)
     frame = pa.concat_tables(tables).to_pandas()
     if frame.empty:
         raise ValueError(
@@ -177,13 +205,13 @@ def evaluate(
         for (dataset, split, case_id), case_rows in rows.groupby(
             ["dataset", "split", "case_id"], sort=True
         ):
-            image = load_nifti(root / case_rows["image_path"].iloc[0])
+            image = load_nifti(safe_join(root, case_rows["image_path"].iloc[0]))
             volume = np.asarray(image.dataobj)
             grid = grid_for_image(image, orientation, spacing_mm)
             normalised = normalise_intensity(volume, case_rows["modality"].iloc[0])
-            case = _CasePrediction(image, out_dir / "predictions" / dataset, case_id)
+            case = _CasePrediction(image, safe_join(out_dir, "predictions", dataset), case_id)
             for row in case_rows.itertuples(index=False):
-                reference = np.asarray(load_nifti(root / row.mask_path).dataobj) > 0
+                reference = np.asarray(load_nifti(safe_join(root, row.mask_path)).dataobj) > 0
                 generator = torch.Generator().manual_seed(
                     target_seed(seed, dataset, split, case_id, row.class_name)
                 )
@@ -222,7 +250,7 @@ def evaluate(
     tables = write_tables(results, out_dir / "tables")
     plot = plot_dice_vs_clicks(results, out_dir / "dice_vs_clicks.png")
     overlays = [
-        plot_overlay(view, out_dir / "overlays" / f"{rank:02d}_{key}.png")
+        plot_overlay(view, safe_join(out_dir, "overlays", f"{rank:02d}_{key}.png"))
         for rank, (_, key, view) in enumerate(views, start=1)
     ]
     summary = _summary(results, label, config, manifest_sha256(rows))
@@ -283,10 +311,10 @@ class _CasePrediction:
             mask = make_image(
                 result.prediction.astype(np.uint8), self.image.affine, like=self.image
             )
-            save_nifti(mask, self.folder / self.case_id / f"{class_name}.nii.gz")
+            save_nifti(mask, safe_join(self.folder, self.case_id, f"{class_name}.nii.gz"))
 
     def write(self) -> Path:
-        path = self.folder / f"{self.case_id}.nii.gz"
+        path = safe_join(self.folder, f"{self.case_id}.nii.gz")
         save_nifti(make_image(self.labels, self.image.affine, like=self.image), path)
         legend = json.dumps(self.legend, indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(path.with_name(f"{self.case_id}.json"), legend.encode())
