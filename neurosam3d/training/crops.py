@@ -40,6 +40,12 @@ class Region:
     background: float
 
 
+def _file_stamp(path: Path) -> list[int]:
+    """``[size, mtime_ns]`` of ``path``: changes whenever the file is rewritten."""
+    st = Path(path).stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
 @dataclass(frozen=True)
 class RegionSpec:
     """What identifies one region: the files, the target's bbox and the preprocessing."""
@@ -54,8 +60,11 @@ class RegionSpec:
     ct_window: tuple[float, float]
 
     def key(self) -> str:
-        """Cache key: SHA-256 of every field and the cache layout version."""
-        text = json.dumps([_CACHE_VERSION, *map(str, vars(self).values())])
+        """Cache key: SHA-256 of every field, the cache layout version and the size and
+        modification time (ns) of the image and mask files, so rewriting either file (e.g. a
+        re-run ``neurosam3d prepare`` that keeps the same mask) invalidates the cached region."""
+        files = [_file_stamp(self.image_path), _file_stamp(self.mask_path)]
+        text = json.dumps([_CACHE_VERSION, *map(str, vars(self).values()), *files])
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def bounds(self, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -119,3 +119,32 @@ def test_select_rows_and_evenly_spaced_validation_subset(ct_manifest: Path) -> N
     assert rows.class_name.tolist() == ["aorta", "liver"]
     assert evenly_spaced(10, 3).tolist() == [0, 4, 9]
     assert evenly_spaced(3, None).tolist() == [0, 1, 2]
+
+
+def test_region_cache_is_invalidated_when_the_image_file_is_rewritten(tmp_path: Path) -> None:
+    import os
+
+    import nibabel as nib
+
+    from neurosam3d.training.crops import RegionSpec, load_region
+
+    mask = np.zeros((12, 12, 12), dtype=np.uint8)
+    mask[4:8, 4:8, 4:8] = 1
+    image_path, mask_path = tmp_path / "img.nii.gz", tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), mask_path)
+
+    def write_image(value: float) -> None:
+        volume = np.full((12, 12, 12), value, dtype=np.float32)
+        volume[4:8, 4:8, 4:8] = 2 * value
+        nib.save(nib.Nifti1Image(volume, np.eye(4)), image_path)
+
+    spec = RegionSpec(image_path, mask_path, "0" * 64, "MR", (4, 4, 4), (8, 8, 8), 8, (-1.0, 1.0))
+    write_image(10.0)
+    first = np.array(load_region(spec, tmp_path / "cache").image)
+    stamp = image_path.stat().st_mtime_ns
+    write_image(-10.0)  # new content, same path and same mask SHA
+    os.utime(image_path, ns=(stamp + 10**9, stamp + 10**9))  # coarse-mtime filesystems
+    again = np.array(load_region(spec, tmp_path / "cache").image)
+    assert not np.array_equal(first, again)
+    fresh = np.array(load_region(spec, None).image)
+    np.testing.assert_array_equal(again, fresh)
