@@ -43,7 +43,8 @@ def promote(
     ] = None,
 ) -> None:
     """Promote a model version to @champion if it passes the gate (no category worse than the
-    champion by more than --margin at 5 clicks, mean not worse, same evaluation manifest)."""
+    champion by more than --margin at 5 clicks, mean not worse, same evaluation manifest and
+    protocol)."""
     from mlflow import MlflowClient
 
     from neurosam3d.registry.lock import default_lock_dir

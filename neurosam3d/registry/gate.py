@@ -2,8 +2,11 @@
 
 Pure comparison of two evaluation summaries (no MLflow). The rule (issue 6):
 
-* both models were evaluated on the same evaluation manifest (same content hash) with the same
-  number of clicks; otherwise nothing is comparable and the gate fails;
+* both models were evaluated on the same evaluation manifest (same content hash), under the same
+  protocol (same fingerprint of the summary's ``protocol``: click rule, seed, NSD tolerance, working
+  grid, ...) and at the same number of clicks; otherwise nothing is comparable and the gate fails
+  (the champion must be re-evaluated first). A score without a protocol fingerprint (registered
+  before fingerprints existed) is comparable with nothing;
 * the challenger's mean Dice at that click count is not below the champion's;
 * no anatomical category is worse than the champion's by more than ``margin`` (absolute Dice).
 
@@ -26,13 +29,15 @@ class EvalScores:
     """What the gate needs from one model's evaluation.
 
     ``mean`` and ``categories`` are Dice in [0, 1] after ``clicks`` clicks; NaN means "no score".
-    ``manifest_sha256`` identifies the evaluation manifest.
+    ``manifest_sha256`` identifies the evaluation manifest, ``protocol_sha256`` the evaluation
+    protocol (``None``: unknown, comparable with nothing).
     """
 
     manifest_sha256: str
     clicks: int
     mean: float
     categories: dict[str, float] = field(default_factory=dict)
+    protocol_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,20 +57,36 @@ class GateRow:
 
 @dataclass(frozen=True)
 class GateResult:
-    """The verdict, the table behind it and the reasons it failed (empty when it passed)."""
+    """The verdict, the table behind it and the reasons it failed (empty when it passed).
+
+    ``incomparable`` holds the reasons the two evaluations cannot be compared at all (different
+    manifest, protocol or clicks; also listed in ``reasons``): the rows are then no evidence.
+    """
 
     passed: bool
     rows: tuple[GateRow, ...]
     reasons: tuple[str, ...]
+    incomparable: tuple[str, ...] = ()
+
+    @property
+    def comparable(self) -> bool:
+        return not self.incomparable
 
     def table_markdown(self) -> str:
         """The comparison as a Markdown table (what ``neurosam3d promote`` prints)."""
-        lines = [
+        lines = []
+        if not self.comparable:
+            lines += [
+                "**NOT COMPARABLE** (the champion needs re-scoring; the rows below decide nothing): "
+                + "; ".join(self.incomparable),
+                "",
+            ]
+        lines += [
             "| | champion | challenger | delta | allowed drop | verdict |",
             "|---|---:|---:|---:|---:|---|",
         ]
         for row in self.rows:
-            verdict = "ok" if row.passed else "WORSE"
+            verdict = "not comparable" if not self.comparable else "ok" if row.passed else "WORSE"
             lines.append(
                 f"| {row.name} | {_fmt(row.champion)} | {_fmt(row.challenger)} | "
                 f"{_fmt(row.delta, signed=True)} | {row.allowed_drop:.3f} | {verdict} |"
@@ -93,18 +114,8 @@ def compare(champion: EvalScores | None, challenger: EvalScores, margin: float) 
             for name, value in [("mean", challenger.mean), *sorted(challenger.categories.items())]
         )
         return GateResult(True, rows, ())
-    reasons: list[str] = []
-    if champion.manifest_sha256 != challenger.manifest_sha256:
-        reasons.append(
-            "evaluated on different manifests "
-            f"(champion {champion.manifest_sha256[:12]}, challenger {challenger.manifest_sha256[:12]}):"
-            " re-evaluate the champion on the challenger's manifest"
-        )
-    if champion.clicks != challenger.clicks:
-        reasons.append(
-            f"evaluated at different click counts (champion {champion.clicks}, "
-            f"challenger {challenger.clicks})"
-        )
+    incomparable = not_comparable(champion, challenger)
+    reasons: list[str] = list(incomparable)
     mean_ok = not _missing(challenger.mean) and (
         _missing(champion.mean) or challenger.mean >= champion.mean - _EPS
     )
@@ -128,4 +139,39 @@ def compare(champion: EvalScores | None, challenger: EvalScores, margin: float) 
                     f"category {name!r} dropped by {old - new:.4f} (> margin {margin:.4f})"
                 )
         rows.append(GateRow(name, old, new, margin, ok))
-    return GateResult(not reasons, tuple(rows), tuple(reasons))
+    return GateResult(not reasons, tuple(rows), tuple(reasons), tuple(incomparable))
+
+
+def not_comparable(champion: EvalScores, challenger: EvalScores) -> list[str]:
+    """Why the two evaluations cannot be compared (empty when they can): a different manifest,
+    protocol or click count, or a protocol fingerprint missing on either side."""
+    reasons = []
+    if champion.manifest_sha256 != challenger.manifest_sha256:
+        reasons.append(
+            "evaluated on different manifests "
+            f"(champion {champion.manifest_sha256[:12]}, challenger {challenger.manifest_sha256[:12]}):"
+            " re-evaluate the champion on the challenger's manifest"
+        )
+    if champion.protocol_sha256 is None or challenger.protocol_sha256 is None:
+        missing = [
+            who
+            for who, scores in (("champion", champion), ("challenger", challenger))
+            if scores.protocol_sha256 is None
+        ]
+        reasons.append(
+            f"no evaluation protocol fingerprint on the {' and '.join(missing)} (registered "
+            "before protocols were recorded): re-evaluate it under the challenger's protocol"
+        )
+    elif champion.protocol_sha256 != challenger.protocol_sha256:
+        reasons.append(
+            "evaluated under different protocols (click rule, seed, NSD tolerance, orientation, "
+            f"spacing, ...; champion {champion.protocol_sha256[:12]}, challenger "
+            f"{challenger.protocol_sha256[:12]}): re-evaluate the champion under the "
+            "challenger's protocol"
+        )
+    if champion.clicks != challenger.clicks:
+        reasons.append(
+            f"evaluated at different click counts (champion {champion.clicks}, "
+            f"challenger {challenger.clicks})"
+        )
+    return reasons

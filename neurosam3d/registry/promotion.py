@@ -10,7 +10,7 @@ that the next attempt overwrites. Promoting the current champion again changes n
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -93,7 +93,7 @@ def promote(
             return PromotionOutcome(name, version, before, before, Action.ALREADY_CHAMPION, gate)
         if T.ROLLED_BACK_AT in challenger.tags:
             reason = f"v{version} was rolled back at {challenger.tags[T.ROLLED_BACK_AT]}"
-            gate = GateResult(False, gate.rows, (*gate.reasons, reason))
+            gate = replace(gate, passed=False, reasons=(*gate.reasons, reason))
         if dry_run:
             return PromotionOutcome(name, version, before, before, Action.DRY_RUN, gate)
         if not gate.passed:
@@ -128,11 +128,12 @@ def rollback(
 
 
 def set_scores(client: MlflowClient, name: str, version: str, scores: EvalScores) -> None:
-    """Replace a version's evaluation tags (stale per-category ones are removed)."""
+    """Replace a version's evaluation tags (stale per-category and protocol ones are removed)."""
     current = client.get_model_version(name, version).tags
     new = T.scores_to_tags(scores)
     for key in current:
-        if key.startswith(T.EVAL_CATEGORY_PREFIX) and key not in new:
+        stale = key.startswith(T.EVAL_CATEGORY_PREFIX) or key == T.EVAL_PROTOCOL_SHA256
+        if stale and key not in new:
             client.delete_model_version_tag(name, version, key)
     for key, value in new.items():
         client.set_model_version_tag(name, version, key, value)
@@ -142,7 +143,13 @@ def rescore(
     client: MlflowClient, name: str, version: str, scores: EvalScores, lock_dir: Path
 ) -> None:
     """Replace the evaluation tags of ``name`` v``version`` (e.g. the champion re-evaluated on a
-    new evaluation manifest, so that the gate compares like with like)."""
+    new evaluation manifest or protocol, so that the gate compares like with like)."""
     with registry_lock(lock_dir, name):
         set_scores(client, name, version, scores)
-        log.info("%s v%s rescored on manifest %s", name, version, scores.manifest_sha256[:12])
+        log.info(
+            "%s v%s rescored on manifest %s, protocol %s",
+            name,
+            version,
+            scores.manifest_sha256[:12],
+            (scores.protocol_sha256 or "unknown")[:12],
+        )

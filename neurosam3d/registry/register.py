@@ -7,7 +7,8 @@ only checkpoint file in the model, which ``models:/NAME@ALIAS`` resolves to) and
 architecture (``config.json``); beside it in the run, the raw checkpoint in the SAM-Med3D release
 format (``release/``), the evaluation's tables (``log_table``), plot and summary. Version tags:
 data version, git commit, training-manifest hash, checkpoint hash and the evaluation scores the
-promotion gate reads (:mod:`neurosam3d.registry.tags`).
+promotion gate reads, with the evaluation manifest hash and protocol fingerprint
+(:mod:`neurosam3d.registry.tags`).
 
 Idempotent: a checkpoint already registered under ``name`` (same SHA-256) is not registered
 again; its version gets the new evaluation's scores, is returned and made ``@challenger``.
@@ -52,9 +53,30 @@ class Registration:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
 
+def protocol_sha256(protocol: dict[str, Any]) -> str:
+    """Fingerprint of an evaluation protocol (summary.json's ``protocol``): SHA-256 of its canonical
+    JSON (sorted keys, no whitespace, numbers as floats so that ``1`` and ``1.0`` agree)."""
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, dict):
+            return {str(k): canonical(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [canonical(v) for v in value]
+        return str(value)
+
+    text = json.dumps(canonical(protocol), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def scores_from_summary(summary: dict[str, Any]) -> EvalScores:
-    """The gate's view of an evaluation ``summary.json`` (mean and per-category Dice at its gate clicks)."""
+    """The gate's view of an evaluation ``summary.json`` (mean and per-category Dice at its gate
+    clicks, manifest hash and protocol fingerprint; a summary without ``protocol`` has none)."""
     clicks = int(summary["gate_clicks"])
+    protocol = summary.get("protocol")
     mean = summary["mean_dice"].get(str(clicks))
     return EvalScores(
         manifest_sha256=str(summary["manifest_sha256"]),
@@ -64,6 +86,7 @@ def scores_from_summary(summary: dict[str, Any]) -> EvalScores:
             str(k): float("nan") if v is None else float(v)
             for k, v in summary["category_dice"].items()
         },
+        protocol_sha256=None if protocol is None else protocol_sha256(protocol),
     )
 
 

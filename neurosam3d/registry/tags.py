@@ -17,6 +17,8 @@ TRAIN_MANIFEST_SHA256 = PREFIX + "train_manifest_sha256"
 CHECKPOINT_SHA256 = PREFIX + "checkpoint_sha256"
 EVAL_MANIFEST_SHA256 = PREFIX + "eval.manifest_sha256"
 EVAL_CLICKS = PREFIX + "eval.clicks"
+#: SHA-256 of the evaluation protocol (canonical JSON of summary.json's ``protocol``).
+EVAL_PROTOCOL_SHA256 = PREFIX + "eval.protocol_sha256"
 EVAL_MEAN = PREFIX + "eval.dice.mean"
 EVAL_CATEGORY_PREFIX = PREFIX + "eval.dice.category."
 #: On a version that became champion: the champion it replaced (what rollback returns to).
@@ -36,6 +38,8 @@ def scores_to_tags(scores: EvalScores) -> dict[str, str]:
         EVAL_CLICKS: str(scores.clicks),
         EVAL_MEAN: repr(float(scores.mean)),
     }
+    if scores.protocol_sha256 is not None:
+        tags[EVAL_PROTOCOL_SHA256] = scores.protocol_sha256
     for name, value in scores.categories.items():
         tags[EVAL_CATEGORY_PREFIX + name] = repr(float(value))
     return tags
@@ -59,7 +63,16 @@ def scores_from_tags(tags: dict[str, str], what: str) -> EvalScores:
         clicks=int(tags[EVAL_CLICKS]),
         mean=_float(tags[EVAL_MEAN]),
         categories=categories,
+        protocol_sha256=tags.get(EVAL_PROTOCOL_SHA256) or None,
     )
+
+
+def evaluation_identity(tags: dict[str, str]) -> tuple[str | None, str | None]:
+    """(evaluation manifest hash, protocol fingerprint) of a version's tags; None where absent.
+
+    Two versions' scores are comparable only when these are equal and neither is None.
+    """
+    return tags.get(EVAL_MANIFEST_SHA256) or None, tags.get(EVAL_PROTOCOL_SHA256) or None
 
 
 def _float(value: str) -> float:

@@ -49,7 +49,9 @@ def registered_model(
 def rescore_champion(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource
 ) -> str | None:
-    """Re-evaluate ``@champion`` when the ``@challenger`` was evaluated on another manifest.
+    """Re-evaluate ``@champion`` unless it was evaluated on the ``@challenger``'s manifest under
+    the same protocol (both recorded and equal; a version without a protocol fingerprint, from
+    before fingerprints were recorded, is re-evaluated).
 
     Runs ``neurosam3d evaluate --model models:/NAME/V`` with params.yaml's evaluation options
     into ``promote.champion-eval`` and replaces the champion's score tags; returns the version.
@@ -65,9 +67,15 @@ def rescore_champion(
     challenger = version_by_alias(client, name, tags.CHALLENGER)
     if champion is None or challenger is None:
         return None
-    manifest = tags.EVAL_MANIFEST_SHA256
-    if champion.tags.get(manifest) == challenger.tags.get(manifest):
+    ours, theirs = (
+        tags.evaluation_identity(champion.tags),
+        tags.evaluation_identity(challenger.tags),
+    )
+    if None not in ours and ours == theirs:
         return None
+    context.log.info(
+        "re-evaluating the champion: manifest/protocol %s, challenger's %s", ours, theirs
+    )
     version = str(champion.version)
     out = params["promote"]["champion-eval"]
     options = {k: v for k, v in params["evaluate"].items() if k != "checkpoint"}
@@ -85,7 +93,7 @@ def rescore_champion(
     pool="registry",
     description="Moves @champion to the @challenger if the gate passes (no category worse than "
     "the champion by more than params.yaml's margin at the evaluation's clicks, mean not worse; "
-    "the champion is re-evaluated first when the evaluation manifest changed).",
+    "the champion is re-evaluated first when the evaluation manifest or protocol changed).",
 )
 def promotion(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource
@@ -106,7 +114,7 @@ def promotion(
                 "challenger": r.challenger,
                 "delta": r.delta,
                 "allowed_drop": r.allowed_drop,
-                "passed": r.passed,
+                "passed": r.passed and outcome.gate.comparable,
             }
             for r in outcome.gate.rows
         ]
@@ -119,6 +127,7 @@ def promotion(
             "champion_before": outcome.champion_before or "none",
             "champion": champion,
             "champion_rescored": rescored or "no",
+            "comparable": outcome.gate.comparable,
             "gate": table(rows),
             "reasons": dg.MetadataValue.md(
                 "\n".join(f"- {r}" for r in outcome.gate.reasons) or "passed"

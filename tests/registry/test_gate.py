@@ -9,10 +9,11 @@ import pytest
 from neurosam3d.registry.gate import EvalScores, compare
 
 M = "m" * 64
+P = "p" * 64
 
 
 def scores(mean: float, **categories: float) -> EvalScores:
-    return EvalScores(M, 5, mean, categories)
+    return EvalScores(M, 5, mean, categories, P)
 
 
 def test_first_model_passes_without_champion() -> None:
@@ -47,10 +48,34 @@ def test_missing_challenger_category_fails_missing_champion_category_is_free() -
 
 
 def test_different_manifest_or_clicks_fails() -> None:
-    other = EvalScores("x" * 64, 5, 0.9, {"bone": 0.9})
+    other = EvalScores("x" * 64, 5, 0.9, {"bone": 0.9}, P)
     assert "different manifests" in compare(scores(0.1, bone=0.1), other, 0.02).reasons[0]
-    clicks = EvalScores(M, 10, 0.9, {"bone": 0.9})
+    clicks = EvalScores(M, 10, 0.9, {"bone": 0.9}, P)
     assert not compare(scores(0.1, bone=0.1), clicks, 0.02).passed
+
+
+def test_better_challenger_under_another_protocol_is_not_comparable() -> None:
+    # Same manifest and clicks, but e.g. random_error at native spacing vs center_error at 1.5 mm.
+    other_protocol = EvalScores(M, 5, 0.9, {"bone": 0.9}, "q" * 64)
+    result = compare(scores(0.1, bone=0.1), other_protocol, 0.02)
+    assert not result.passed and not result.comparable
+    assert "different protocols" in result.reasons[0]
+    table = result.table_markdown()
+    assert table.startswith("**NOT COMPARABLE**") and "different protocols" in table
+    assert "| bone | 0.1000 | 0.9000 | +0.8000 | 0.020 | not comparable |" in table
+    assert compare(scores(0.1, bone=0.1), scores(0.9, bone=0.9), 0.02).comparable
+
+
+def test_scores_without_protocol_fingerprint_compare_with_nothing() -> None:
+    legacy = EvalScores(M, 5, 0.1, {"bone": 0.1})  # registered before fingerprints
+    for champion, challenger, who in [
+        (legacy, scores(0.9, bone=0.9), "champion"),
+        (scores(0.1, bone=0.1), EvalScores(M, 5, 0.9, {"bone": 0.9}), "challenger"),
+        (legacy, EvalScores(M, 5, 0.9, {"bone": 0.9}), "champion and challenger"),
+    ]:
+        result = compare(champion, challenger, 0.02)
+        assert not result.passed and not result.comparable
+        assert f"no evaluation protocol fingerprint on the {who} " in result.reasons[0]
 
 
 def test_negative_margin_rejected() -> None:

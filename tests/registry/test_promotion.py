@@ -9,7 +9,7 @@ import pytest
 
 from neurosam3d.registry import tags as T
 from neurosam3d.registry.promotion import Action, promote, rollback, version_by_alias
-from tests.registry.conftest import add_version
+from tests.registry.conftest import PROTOCOL, add_version
 
 NAME = "seg"
 
@@ -88,7 +88,7 @@ def test_rescored_champion_is_gated_on_the_new_manifest(client, tmp_path: Path) 
     locks = tmp_path / "locks"
     v1 = add_version(client, NAME, 0.5, {"bone": 0.5, "gland": 0.4}, tmp_path)
     promote(client, NAME, locks)
-    new_manifest = EvalScores("b" * 64, 5, 0.6, {"bone": 0.7})
+    new_manifest = EvalScores("b" * 64, 5, 0.6, {"bone": 0.7}, PROTOCOL)
     v2 = add_version(client, NAME, 0.6, {"bone": 0.6}, tmp_path)
     client.set_model_version_tag(NAME, v2, T.EVAL_MANIFEST_SHA256, new_manifest.manifest_sha256)
     assert "different manifests" in promote(client, NAME, locks, dry_run=True).gate.reasons[0]
@@ -99,3 +99,53 @@ def test_rescored_champion_is_gated_on_the_new_manifest(client, tmp_path: Path) 
     outcome = promote(client, NAME, locks)
     assert outcome.action is Action.REJECTED  # bone 0.6 < champion's new 0.7 - margin
     assert champion(client) == v1
+
+
+def test_better_challenger_on_another_protocol_is_not_promoted(client, tmp_path: Path) -> None:
+    from neurosam3d.registry.gate import EvalScores
+    from neurosam3d.registry.promotion import rescore
+
+    locks = tmp_path / "locks"
+    v1 = add_version(client, NAME, 0.5, {"bone": 0.5}, tmp_path, protocol="c" * 64)
+    promote(client, NAME, locks)
+    # Far better, on the same manifest and clicks, but scored under another protocol.
+    v2 = add_version(client, NAME, 0.9, {"bone": 0.9}, tmp_path, protocol="r" * 64)
+    outcome = promote(client, NAME, locks)
+    assert outcome.action is Action.REJECTED and not outcome.gate.comparable
+    assert "different protocols" in outcome.gate.reasons[0]
+    assert "NOT COMPARABLE" in outcome.gate.table_markdown()
+    assert champion(client) == v1
+
+    # Re-scored under the challenger's protocol, the champion is compared like with like.
+    tags = client.get_model_version(NAME, v2).tags
+    rescore(
+        client,
+        NAME,
+        v1,
+        EvalScores(tags[T.EVAL_MANIFEST_SHA256], 5, 0.6, {"bone": 0.6}, "r" * 64),
+        locks,
+    )
+    assert promote(client, NAME, locks).action is Action.PROMOTED
+    assert champion(client) == v2
+
+
+def test_champion_registered_without_protocol_fingerprint_needs_rescoring(
+    client, tmp_path: Path
+) -> None:
+    locks = tmp_path / "locks"
+    v1 = add_version(client, NAME, 0.5, {"bone": 0.5}, tmp_path, protocol=None)
+    assert promote(client, NAME, locks).action is Action.PROMOTED  # no champion: nothing to compare
+    add_version(client, NAME, 0.9, {"bone": 0.9}, tmp_path)
+    outcome = promote(client, NAME, locks)
+    assert outcome.action is Action.REJECTED and not outcome.gate.comparable
+    assert "no evaluation protocol fingerprint on the champion" in outcome.gate.reasons[0]
+    assert champion(client) == v1
+
+
+def test_rescore_removes_a_stale_protocol_fingerprint(client, tmp_path: Path) -> None:
+    from neurosam3d.registry.gate import EvalScores
+    from neurosam3d.registry.promotion import rescore
+
+    v1 = add_version(client, NAME, 0.5, {"bone": 0.5}, tmp_path)
+    rescore(client, NAME, v1, EvalScores("b" * 64, 5, 0.6, {"bone": 0.6}), tmp_path / "locks")
+    assert T.EVAL_PROTOCOL_SHA256 not in client.get_model_version(NAME, v1).tags
