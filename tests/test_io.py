@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 
 from neurosam3d.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
-from neurosam3d.io.nifti import NiftiError, load_nifti, make_image, save_nifti, voxel_spacing
+from neurosam3d.io.nifti import (
+    NiftiError,
+    as_3d,
+    load_nifti,
+    make_image,
+    save_nifti,
+    voxel_spacing,
+)
 from neurosam3d.io.paths import check_name, safe_join
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -106,3 +113,20 @@ def test_safe_join_and_names_accept_ordinary_paths(tmp_path: Path) -> None:
     for bad in ("..", "../x", "a/b", ".x", "", None):
         with pytest.raises(ValueError, match="not a safe file name"):
             check_name(bad, "case id")
+
+
+def test_as_3d_drops_singleton_axes_and_selects_channels(tmp_path: Path) -> None:
+    data = np.arange(2 * 3 * 4 * 2, dtype=np.int16).reshape(2, 3, 4, 2)
+    affine = np.diag([2.0, 3.0, 4.0, 1.0])
+    image = make_image(data, affine)
+    with pytest.raises(NiftiError, match=r"x\.nii\.gz: image has shape \(2, 3, 4, 2\): 2 channels"):
+        as_3d(image, "x.nii.gz")
+    picked = as_3d(image, "x.nii.gz", channel=1)
+    np.testing.assert_array_equal(np.asarray(picked.dataobj), data[..., 1])
+    np.testing.assert_array_equal(picked.affine, affine)
+    single = as_3d(make_image(data[..., :1, None], affine), "y.nii.gz")
+    np.testing.assert_array_equal(np.asarray(single.dataobj), data[..., 0])
+    with pytest.raises(NiftiError, match="no channel 2"):
+        as_3d(image, "x.nii.gz", channel=2)
+    with pytest.raises(NiftiError, match="expected a 3D volume"):
+        as_3d(make_image(data[..., 0, 0], affine), "z.nii.gz")

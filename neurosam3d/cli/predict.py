@@ -53,6 +53,15 @@ def predict_command(
     probabilities: Annotated[
         Path | None, typer.Option("--probabilities", help="Also write the float32 probability map.")
     ] = None,
+    channel: Annotated[
+        int | None,
+        typer.Option(
+            "--channel",
+            min=0,
+            help="Channel of a multi-channel (4D) image to segment, counted from 0; required "
+            "for such images.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
 ) -> None:
     """Segment IMAGE from clicks; write a uint8 mask on the original grid."""
@@ -74,6 +83,7 @@ def predict_command(
             spacing_mm=spacing_mm,
             max_windows=max_windows,
             probabilities_out=probabilities,
+            channel=channel,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

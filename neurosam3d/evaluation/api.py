@@ -44,7 +44,7 @@ from neurosam3d.evaluation.protocol import ProtocolConfig, TargetResult, run_tar
 from neurosam3d.evaluation.results import read_results, results_table, write_results
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
-from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 from neurosam3d.io.paths import check_name, safe_join
 from neurosam3d.training.intensity import normalise_intensity
 
@@ -140,6 +140,12 @@ def _seen_pairs(training_manifest: str | os.PathLike[str] | None) -> set[tuple[s
     return seen_pairs(training_manifest)
 
 
+def _load_3d(path: Path) -> nib.Nifti1Image:
+    """A manifest's image or mask as 3D (a trailing singleton axis dropped), else a clear error."""
+    hint = "manifest paths must name 3D volumes (prepare writes one folder per channel)"
+    return as_3d(load_nifti(path), path, hint=hint)
+
+
 def _default_model_name(model: object) -> str:
     if isinstance(model, torch.nn.Module):
         return type(model).__name__
@@ -205,13 +211,13 @@ def evaluate(
         for (dataset, split, case_id), case_rows in rows.groupby(
             ["dataset", "split", "case_id"], sort=True
         ):
-            image = load_nifti(safe_join(root, case_rows["image_path"].iloc[0]))
+            image = _load_3d(safe_join(root, case_rows["image_path"].iloc[0]))
             volume = np.asarray(image.dataobj)
             grid = grid_for_image(image, orientation, spacing_mm)
             normalised = normalise_intensity(volume, case_rows["modality"].iloc[0])
             case = _CasePrediction(image, safe_join(out_dir, "predictions", dataset), case_id)
             for row in case_rows.itertuples(index=False):
-                reference = np.asarray(load_nifti(safe_join(root, row.mask_path)).dataobj) > 0
+                reference = np.asarray(_load_3d(safe_join(root, row.mask_path)).dataobj) > 0
                 generator = torch.Generator().manual_seed(
                     target_seed(seed, dataset, split, case_id, row.class_name)
                 )

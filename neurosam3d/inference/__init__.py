@@ -11,7 +11,7 @@ import torch
 
 from neurosam3d.inference.prompts import check_inside, parse_box, parse_points
 from neurosam3d.inference.segment import Segmentation, segment
-from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +27,23 @@ def predict_file(
     world: bool = False,
     box: str | None = None,
     probabilities_out: str | os.PathLike[str] | None = None,
+    channel: int | None = None,
     **options,
 ) -> Segmentation:
     """Segment ``image_path`` from ``x,y,z,+/-`` point strings and write the mask to ``out``.
 
     The mask is uint8 (0/1) on exactly the image's grid (same shape and affine, sform = qform),
-    written atomically and deterministically; ``options`` go to :func:`segment`.
+    written atomically and deterministically; ``options`` go to :func:`segment`. A trailing
+    singleton axis (``X x Y x Z x 1``) is dropped; a multi-channel image (``X x Y x Z x C``, e.g.
+    an MSD 4D image) needs ``channel`` to select one volume, else ``ValueError`` naming the file
+    and its shape. The mask is on the 3D grid.
     """
-    image = load_nifti(image_path, check_finite=True)
+    image = as_3d(
+        load_nifti(image_path, check_finite=True),
+        image_path,
+        channel=channel,
+        hint="select one with --channel N",
+    )
     coords, labels = parse_points(points, image.affine, world=world)
     check_inside(coords, image.shape)
     corners = None

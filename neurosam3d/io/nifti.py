@@ -105,6 +105,47 @@ def load_nifti(path: str | os.PathLike[str], *, check_finite: bool = False) -> n
     return type(image)(data, image.affine, image.header)
 
 
+def as_3d(
+    image: nib.Nifti1Image,
+    path: str | os.PathLike[str],
+    *,
+    channel: int | None = None,
+    hint: str = "select one channel",
+) -> nib.Nifti1Image:
+    """``image`` as a 3D volume on the same affine.
+
+    Singleton axes after the third are dropped (``X x Y x Z x 1``). A multi-channel image
+    (``X x Y x Z x C``, C > 1, e.g. an MSD 4D image) needs ``channel`` (0 to C - 1), which selects
+    that volume. Anything else raises :class:`NiftiError` naming ``path``, the shape and ``hint``.
+    """
+    shape = tuple(int(n) for n in image.shape)
+    if len(shape) < 3:
+        raise NiftiError(path, f"image has shape {shape}; expected a 3D volume")
+    extra = [(axis, n) for axis, n in enumerate(shape[3:], start=3) if n != 1]
+    if not extra:
+        if channel not in (None, 0):
+            raise NiftiError(path, f"image of shape {shape} has one channel; no channel {channel}")
+        if len(shape) == 3:
+            return image
+        data = np.asanyarray(image.dataobj).reshape(shape[:3])
+        return make_image(data, image.affine, like=image)
+    if len(extra) > 1:
+        raise NiftiError(
+            path, f"image has shape {shape}: more than one non-singleton axis after the third"
+        )
+    axis, count = extra[0]
+    if channel is None:
+        raise NiftiError(
+            path,
+            f"image has shape {shape}: {count} channels on axis {axis} (multi-channel or 4D); "
+            f"{hint} (0-{count - 1})",
+        )
+    if not 0 <= channel < count:
+        raise NiftiError(path, f"image has shape {shape}: no channel {channel} (0-{count - 1})")
+    data = np.take(np.asanyarray(image.dataobj), channel, axis=axis).reshape(shape[:3])
+    return make_image(data, image.affine, like=image)
+
+
 def voxel_spacing(image: nib.Nifti1Image) -> tuple[float, float, float]:
     """Voxel edge lengths in mm along the array's first three axes, from the affine."""
     return tuple(float(x) for x in np.sqrt((image.affine[:3, :3] ** 2).sum(axis=0)))

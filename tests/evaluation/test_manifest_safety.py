@@ -1,7 +1,9 @@
-"""Manifest values become output and input paths: unsafe ones are rejected before anything runs."""
+"""Manifest rows that cannot be used: unsafe names or paths (rejected before anything runs) and
+multi-channel images (a clear error naming the file)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,3 +61,24 @@ def test_cli_names_the_manifest_and_row(eval_manifest: Path, tmp_path: Path) -> 
     assert result.exit_code == 2, result.output
     assert "row 0" in result.output and "pwned" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_multichannel_image_in_a_manifest_is_a_clear_error(eval_manifest: Path, tmp_path):
+    import shutil
+
+    import nibabel as nib
+    import numpy as np
+
+    row = pq.read_table(eval_manifest).to_pylist()[0]
+    source = eval_manifest.parent
+    image = nib.load(source / row["image_path"])
+    four_d = np.stack([np.asarray(image.dataobj)] * 2, axis=-1)
+    (tmp_path / row["image_path"]).parent.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(four_d, image.affine), tmp_path / row["image_path"])
+    (tmp_path / row["mask_path"]).parent.mkdir(parents=True)
+    shutil.copyfile(source / row["mask_path"], tmp_path / row["mask_path"])
+    manifest = tmp_path / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=MANIFEST_SCHEMA), manifest)
+    shape = re.escape(str((*image.shape, 2)))
+    with pytest.raises(ValueError, match=rf"{row['case_id']}\.nii\.gz: image has shape {shape}"):
+        evaluate(build_model("tiny").eval(), [manifest], tmp_path / "out", clicks=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -130,3 +132,49 @@ def test_cli_segments_a_shipped_ct_from_world_clicks(shared_data, tmp_path):
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1}
     outside = CliRunner().invoke(app, [*args, "--point", "500,1,1,+"])
     assert outside.exit_code == 2 and "outside the image" in outside.output
+
+
+MSD_4D = (
+    Path(__file__).resolve().parents[2]
+    / "samples/msd/Task101_SpinalCordSCT/imagesTr/sct_001.nii.gz"
+)
+
+
+def test_multichannel_image_needs_a_channel_and_singleton_axis_is_dropped(tmp_path, oracle):
+    image = nib.load(MSD_4D)
+    assert image.shape[3] == 2  # the shipped MSD sample is a 2-channel 4D image
+    click = ["24,27,4,+"]
+    with pytest.raises(ValueError, match=r"sct_001\.nii\.gz: .*shape \(49, 54, 9, 2\).*--channel"):
+        predict_file(OracleModel(16), MSD_4D, click, tmp_path / "m.nii.gz", modality="MR")
+    with pytest.raises(ValueError, match="no channel 2"):
+        predict_file(OracleModel(16), MSD_4D, click, tmp_path / "m.nii.gz", channel=2)
+    result = predict_file(
+        OracleModel(16), MSD_4D, click, tmp_path / "c1.nii.gz", modality="MR", channel=1
+    )
+    assert result.mask.shape == image.shape[:3] == nib.load(tmp_path / "c1.nii.gz").shape
+    # The same channel saved as X x Y x Z x 1 needs no --channel and gives the same mask.
+    single = tmp_path / "single.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[..., 1:2], image.affine), single)
+    again = predict_file(OracleModel(16), single, click, tmp_path / "s.nii.gz", modality="MR")
+    np.testing.assert_array_equal(again.mask, result.mask)
+    np.testing.assert_array_equal(nib.load(tmp_path / "s.nii.gz").affine, image.affine)
+
+
+def test_cli_channel_option_on_a_shipped_msd_image(tmp_path):
+    import torch
+    from typer.testing import CliRunner
+
+    from neurosam3d.cli import app
+    from neurosam3d.model import build_model, save_safetensors
+
+    torch.manual_seed(0)
+    checkpoint = save_safetensors(build_model("tiny"), tmp_path / "tiny.safetensors")
+    out = tmp_path / "mask.nii.gz"
+    args = ["predict", str(MSD_4D), "--checkpoint", str(checkpoint), "--out", str(out)]
+    refused = CliRunner().invoke(app, [*args, "--point", "24,27,4,+"])
+    assert refused.exit_code == 2
+    assert "sct_001.nii.gz" in refused.output and "(49, 54, 9, 2)" in refused.output
+    assert "--channel" in refused.output and not out.exists()
+    result = CliRunner().invoke(app, [*args, "--point", "24,27,4,+", "--channel", "0"])
+    assert result.exit_code == 0, result.output
+    assert nib.load(out).shape == (49, 54, 9)
