@@ -1,5 +1,7 @@
 """Jobs, the weekly retraining schedule and the sensors for new and changed raw data."""
 
+import json
+
 import dagster as dg
 
 from pipelines.partitions import DATASETS
@@ -37,31 +39,53 @@ def _last_data_version(instance: dg.DagsterInstance, partition: str) -> str | No
     return records[0].asset_materialization.tags.get("dagster/data_version")
 
 
+def _read_cursor(cursor: str | None) -> dict[str, dict]:
+    """``{dataset: {"version": last seen data version, "changes": changes seen so far}}``."""
+    try:
+        found = json.loads(cursor) if cursor else {}
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 @dg.sensor(
     job=refresh_dataset_job,
     minimum_interval_seconds=300,
-    description="Retrains when a dataset's raw folder has a new DVC hash (or was never seen).",
+    description="Retrains when a dataset's raw folder has a DVC hash other than the one last seen "
+    "(a new one, or a revert to an earlier one), or was never seen.",
 )
 def raw_data_version_sensor(
     context: dg.SensorEvaluationContext, project: ProjectResource, dvc: DvcResource
 ) -> dg.SensorResult:
+    """The cursor holds each dataset's last seen version and a change counter. A run is requested
+    whenever the version differs from the cursor's (so going back to an earlier hash retrains
+    too); its run key counts the changes, so an A -> B -> A -> B history never repeats a key.
+    With no cursor entry yet, the version of the latest ``raw_dataset`` materialisation stands in.
+    """
     known = set(context.instance.get_dynamic_partitions(DATASETS.name))
+    seen = _read_cursor(context.cursor)
     requests = []
     for key in project.datasets():
         folder = project.raw_folder(key)
         if key not in known or not folder.is_dir():
             continue
         version = dvc.folder_hash(folder)
-        if version != _last_data_version(context.instance, key):
-            context.log.info("dataset %s: new data version %s", key, version)
+        entry = seen.get(key)
+        if entry is None:
+            entry = {"version": _last_data_version(context.instance, key), "changes": 0}
+        previous, changes = entry.get("version"), int(entry.get("changes", 0))
+        if version != previous:
+            changes += 1
+            context.log.info("dataset %s: data version %s -> %s", key, previous, version)
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{key}:{version}",
+                    run_key=f"{key}:{changes}:{previous or 'none'}->{version}",
                     partition_key=key,
                     tags={"neurosam3d/data_version": version},
                 )
             )
-    return dg.SensorResult(run_requests=requests)
+        seen[key] = {"version": version, "changes": changes}
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
 
 @dg.sensor(

@@ -30,14 +30,20 @@ def test_weekly_schedule_requests_retraining(project: Path) -> None:
     assert schedule.job_name == "retrain"
 
 
-def test_sensors_add_new_datasets_and_retrain_only_on_new_data_versions(with_data: Path) -> None:
+def test_sensors_add_new_datasets_and_retrain_on_every_data_version_change(with_data: Path) -> None:
     defs = build_definitions(with_data)
     resources = local_resources(with_data)
     instance = dg.DagsterInstance.ephemeral()
+    cursors: dict[str, str | None] = {}
 
     def tick(name: str) -> dg.SensorResult:
         sensor = defs.resolve_sensor_def(name)
-        return sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        context = dg.build_sensor_context(
+            instance=instance, resources=resources, cursor=cursors.get(name)
+        )
+        result = sensor(context)
+        cursors[name] = result.cursor or cursors.get(name)
+        return result
 
     added = tick("new_dataset_sensor").dynamic_partitions_requests
     assert [list(r.partition_keys) for r in added] == [[SMALL_DATASET]]
@@ -52,10 +58,23 @@ def test_sensors_add_new_datasets_and_retrain_only_on_new_data_versions(with_dat
     assert tick("raw_data_version_sensor").run_requests == []  # no change, no run
 
     label = next((with_data / "data" / SMALL_RAW / "labelsTr").iterdir())
-    label.write_bytes(label.read_bytes() + b"\0")  # new raw bytes: a new DVC hash
+    original = label.read_bytes()
+    label.write_bytes(original + b"\0")  # new raw bytes: a new DVC hash
     changed = tick("raw_data_version_sensor").run_requests
     assert [r.partition_key for r in changed] == [SMALL_DATASET]
     assert changed[0].run_key != first[0].run_key
+    assert tick("raw_data_version_sensor").run_requests == []  # B seen: no change, no run
+
+    label.write_bytes(original)  # back to the earlier DVC hash: a change all the same
+    reverted = tick("raw_data_version_sensor").run_requests
+    assert [r.partition_key for r in reverted] == [SMALL_DATASET]
+    assert reverted[0].tags["neurosam3d/data_version"] == first[0].tags["neurosam3d/data_version"]
+    assert tick("raw_data_version_sensor").run_requests == []
+
+    label.write_bytes(original + b"\0")  # A -> B -> A -> B: every key is new
+    again = tick("raw_data_version_sensor").run_requests
+    keys = [r.run_key for r in (*first, *changed, *reverted, *again)]
+    assert len(set(keys)) == 4
 
 
 def test_dataset_partition_materialises_with_passing_checks(with_data: Path) -> None:
