@@ -4,7 +4,7 @@ The mapping is data, not code: ``neurosam3d/resources/taxonomy.yaml`` holds orde
 names and fnmatch glob patterns such as ``vertebrae_*``); the first matching rule gives the
 category, and a class no rule matches is ``"uncategorised"``. Seen/unseen is computed from a
 model's training manifest (docs/TAXONOMY.md in the shared folder): a (dataset, class) pair is
-*seen* if it occurs there.
+*seen* if it occurs in a training-split (``Tr``) row there; Val and Ts rows do not count.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from typing import TYPE_CHECKING
 import yaml
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import pandas as pd
     import pyarrow as pa
 
 UNCATEGORISED = "uncategorised"
+#: Manifest splits a model trains on; only their rows make a (dataset, class) *seen*.
+TRAINING_SPLITS = ("Tr",)
 
 
 @dataclass(frozen=True)
@@ -93,19 +97,30 @@ def categorise(class_name: str) -> str:
 
 def seen_pairs(
     training_manifest: str | os.PathLike[str] | pd.DataFrame | pa.Table,
+    splits: Iterable[str] | None = TRAINING_SPLITS,
 ) -> set[tuple[str, str]]:
-    """The (dataset, class_name) pairs present in a training manifest.
+    """The (dataset, class_name) pairs of the rows of ``splits`` in a training manifest.
 
     ``training_manifest`` is a Parquet file in the manifest schema (docs/manifest.md), or that
-    table already loaded (pandas or pyarrow). Every row counts, whatever its split: pass the
-    manifest the model was actually trained on.
+    table already loaded (pandas or pyarrow). Only rows whose ``split`` is in ``splits`` count
+    (default: the training split ``Tr``), so the combined manifest of ``prepare`` (Tr, Val and Ts
+    rows) can be passed as is: a class found only in Val or Ts is *unseen*. ``splits=None``
+    counts every row (a manifest without a ``split`` column needs it).
     """
+    columns = ["dataset", "class_name"] if splits is None else ["dataset", "class_name", "split"]
     if isinstance(training_manifest, (str, os.PathLike)):
         import pyarrow.parquet as pq
 
-        training_manifest = pq.read_table(training_manifest, columns=["dataset", "class_name"])
+        training_manifest = pq.read_table(training_manifest, columns=columns)
     if hasattr(training_manifest, "to_pydict"):
-        columns = training_manifest.select(["dataset", "class_name"]).to_pydict()
-        return set(zip(columns["dataset"], columns["class_name"], strict=True))
-    frame = training_manifest[["dataset", "class_name"]]
-    return set(frame.itertuples(index=False, name=None))
+        data = training_manifest.select(columns).to_pydict()
+    else:
+        data = {c: training_manifest[c].tolist() for c in columns}
+    keep = None if splits is None else set(splits)
+    return {
+        (dataset, class_name)
+        for index, (dataset, class_name) in enumerate(
+            zip(data["dataset"], data["class_name"], strict=True)
+        )
+        if keep is None or data["split"][index] in keep
+    }

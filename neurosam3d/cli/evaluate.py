@@ -49,7 +49,8 @@ def evaluate_command(
             "--training-manifest",
             exists=True,
             dir_okay=False,
-            help="The model's training manifest (seen/unseen).",
+            help="The model's training manifest: (dataset, class) pairs of its Tr rows are "
+            "'seen' (Val/Ts rows do not count).",
         ),
     ] = None,
     model_name: Annotated[

@@ -178,7 +178,9 @@ def evaluate(
     (``architecture`` names the configuration when a checkpoint does not reveal it);
     ``data_root``: the label-tree root the manifest paths are relative to (default:
     :func:`default_data_root` of the first manifest); ``training_manifest``: the model's
-    training manifest, which decides seen/unseen; ``model_name``: the ``model`` column of the results (default: checkpoint stem,
+    training manifest, which decides seen/unseen (a (dataset, class) is seen when it has rows of
+    the training split ``Tr`` there, :func:`neurosam3d.taxonomy.seen_pairs`; the combined
+    manifest of ``prepare`` may be passed as is); ``model_name``: the ``model`` column of the results (default: checkpoint stem,
     model URI or class name). See :class:`ProtocolConfig` for the protocol parameters.
     """
     config = ProtocolConfig(

@@ -71,3 +71,20 @@ def test_seen_pairs_from_file_pandas_and_arrow(tmp_path: Path) -> None:
     expected = {("A", "liver"), ("B", "spleen")}
     assert seen_pairs(path) == seen_pairs(frame) == seen_pairs(pa.Table.from_pandas(frame))
     assert seen_pairs(str(path)) == expected
+
+
+def test_seen_pairs_count_only_training_rows_by_default(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "dataset": ["A", "A", "A", "B"],
+            "class_name": ["liver", "tumour", "cyst", "spleen"],
+            "split": ["Tr", "Val", "Ts", "Tr"],
+        }
+    )
+    path = tmp_path / "combined.parquet"
+    pq.write_table(pa.Table.from_pandas(frame), path)
+    expected = {("A", "liver"), ("B", "spleen")}
+    assert seen_pairs(path) == seen_pairs(frame) == seen_pairs(pa.Table.from_pandas(frame))
+    assert seen_pairs(path) == expected  # tumour occurs only in Val, cyst only in Ts: unseen
+    assert seen_pairs(path, splits=("Tr", "Val")) == expected | {("A", "tumour")}
+    assert len(seen_pairs(frame, splits=None)) == 4

@@ -8,10 +8,13 @@ import json
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.evaluation import evaluate
 from neurosam3d.evaluation.metrics import dice
 from neurosam3d.evaluation.results import RESULTS_SCHEMA
@@ -26,8 +29,23 @@ def tiny_model():
     return build_model("tiny").eval()
 
 
+#: Splits of the training manifest's rows: only the Tr row makes its (dataset, class) seen.
+TRAINING_SPLITS = {"liver": "Tr", "kidney_right": "Val", "spinal_cord": "Ts"}
+
+
 @pytest.fixture(scope="module")
-def report(tiny_model, eval_manifest, tmp_path_factory):
+def training_manifest(eval_manifest, tmp_path_factory):
+    """A combined manifest (Tr, Val and Ts rows) such as ``prepare`` writes."""
+    rows = pq.read_table(eval_manifest).to_pylist()
+    for row in rows:
+        row["split"] = TRAINING_SPLITS[row["class_name"]]
+    path = tmp_path_factory.mktemp("train") / "manifest.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tiny_model, eval_manifest, training_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
     return evaluate(
         tiny_model,
@@ -35,7 +53,7 @@ def report(tiny_model, eval_manifest, tmp_path_factory):
         out,
         clicks=CLICKS,
         seed=7,
-        training_manifest=eval_manifest,
+        training_manifest=training_manifest,
         model_name="tiny",
         class_masks=True,
     )
@@ -47,7 +65,10 @@ def test_artifacts_and_results_rows(report, eval_manifest):
     manifest = pd.read_parquet(eval_manifest)
     assert len(results) == len(manifest) * CLICKS
     assert set(results["click"]) == set(range(1, CLICKS + 1))
-    assert results["seen"].all()  # evaluated on its own training manifest
+    # Seen only where the class has Tr rows in the training manifest, not Val/Ts-only classes.
+    seen = results.groupby("class_name")["seen"].agg(["min", "max"])
+    assert (seen["min"] == seen["max"]).all()
+    assert seen["max"].to_dict() == {c: s == "Tr" for c, s in TRAINING_SPLITS.items()}
     assert (results["seed"] == 7).all() and (results["click_rule"] == "random_error").all()
     assert results["dice"].between(0, 1).all() and results["nsd"].between(0, 1).all()
     ref_voxels = results.groupby("class_name")["ref_voxels"].first().to_dict()
@@ -89,7 +110,7 @@ def test_scores_are_those_of_the_written_prediction_on_the_original_grid(report,
 
 
 def test_same_model_manifest_and_seed_give_identical_files(
-    report, tiny_model, eval_manifest, tmp_path
+    report, tiny_model, eval_manifest, training_manifest, tmp_path
 ):
     runner = CliRunner()
     checkpoint = tmp_path / "tiny.pt"
@@ -108,7 +129,7 @@ def test_same_model_manifest_and_seed_give_identical_files(
             "--manifest",
             str(eval_manifest),
             "--training-manifest",
-            str(eval_manifest),
+            str(training_manifest),
             "--model-name",
             "tiny",
             "--out",
