@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import lightning as L
 import numpy as np
@@ -64,12 +65,15 @@ class ManifestDataModule(L.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _batches_done_in_epoch(self) -> int:
-        """Training batches of the current epoch already done (non-zero when resuming mid-epoch:
-        Lightning restores its loop progress before it asks for the training dataloader)."""
+    def _resume_position(self) -> tuple[int, int]:
+        """``(block, batches)``: where the training draws continue, from the training batches
+        done so far in all epochs (non-zero when resuming: Lightning restores its loop progress
+        before it asks for the training dataloader). Lightning's epoch number is not used: a
+        checkpoint written after ``fit`` stopped mid-epoch counts that epoch as complete."""
         if self.trainer is None:
-            return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            return 0, 0
+        done = self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        return divmod(done, math.ceil(self.cfg.samples_per_epoch / self.cfg.batch_size))
 
     def setup(self, stage: str | None = None) -> None:
         cfg = self.cfg
@@ -108,13 +112,15 @@ class ManifestDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None and self.weights is not None, "call setup('fit') first"
         rank, world = self._rank_world()
+        block, batches = self._resume_position()
         sampler = BalancedSampler(
             self.weights,
             self.cfg.samples_per_epoch,
             self.seed,
             rank=rank,
             world_size=world,
-            skip=self._batches_done_in_epoch() * self.cfg.batch_size,
+            start_block=block,
+            skip=batches * self.cfg.batch_size,
         )
         return self._loader(self.train_set, sampler)
 

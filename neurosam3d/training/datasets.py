@@ -93,12 +93,21 @@ class CropDataset(Dataset):
 class BalancedSampler(Sampler[tuple[int, int]]):
     """Draws ``(row, seed)`` keys with replacement from ``weights``, sharded across ranks.
 
-    Every epoch all ranks draw the same ``num_samples * world_size`` keys from a generator seeded
-    by ``(seed, epoch)`` and rank ``r`` keeps keys ``r, r + world_size, ...``: the shards are
-    disjoint, equally long, and the union is independent of the number of workers.
-    Lightning calls :meth:`set_epoch` at the start of each epoch. ``skip`` drops the first keys of
-    this rank's shard in the first iteration only: a run resumed mid-epoch continues with the
-    keys it had not yet seen instead of repeating the epoch's start.
+    The draws come in blocks of ``num_samples * world_size`` keys, block ``b`` from a generator
+    seeded by ``(seed, b)``; rank ``r`` keeps keys ``r, r + world_size, ...`` of each block, so
+    the shards are disjoint, equally long, and the union is independent of the number of workers.
+    One epoch iterates one block. ``len()`` is the nominal epoch length ``num_samples``.
+
+    Resuming: ``start_block`` and ``skip`` say where the run stopped (block, keys of this rank's
+    shard already drawn). The first epoch iterates ``start_block`` from key ``skip`` on; Lightning
+    counts the batches already done in that epoch, so its epoch still ends after ``num_samples``
+    keys in all and every later epoch is a whole block. Lightning's epoch number is not the block
+    number (a checkpoint written after ``fit`` stopped mid-epoch counts that epoch as complete),
+    so the first epoch announced by :meth:`set_epoch` is anchored to ``start_block`` and later
+    ones follow it: epoch ``e`` iterates block ``start_block + e - first`` (so blocks count the
+    epochs asked of this sampler; a fresh one should first be set to epoch 0, as Lightning does). The first iteration
+    may start before any :meth:`set_epoch` call (DataLoader workers prefetch when the iterator
+    is created); it iterates ``start_block``. Iterating the same epoch again gives the same keys.
     """
 
     def __init__(
@@ -109,6 +118,7 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         *,
         rank: int = 0,
         world_size: int = 1,
+        start_block: int = 0,
         skip: int = 0,
     ) -> None:
         if not 0 <= rank < world_size:
@@ -118,24 +128,35 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
-        self.epoch = 0
+        if not 0 <= skip <= num_samples:
+            raise ValueError(f"skip {skip} outside 0..{num_samples}")
+        self.start_block = start_block
         self.skip = skip
+        self.epoch = 0
+        self._first_epoch: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the draws of ``epoch``."""
+        """Select the draws of ``epoch`` (the first epoch set is anchored to ``start_block``)."""
+        if self._first_epoch is None:
+            self._first_epoch = epoch
         self.epoch = epoch
 
+    def position(self) -> tuple[int, int]:
+        """``(block, skip)`` the next iteration draws: the block and the keys skipped in it."""
+        if self._first_epoch is None or self.epoch == self._first_epoch:
+            return self.start_block, self.skip
+        return self.start_block + self.epoch - self._first_epoch, 0
+
     def __len__(self) -> int:
-        return self.num_samples - self.skip
+        return self.num_samples
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        block, skip = self.position()
+        rng = np.random.default_rng([self.seed, block])
         total = self.num_samples * self.world_size
         rows = rng.choice(len(self.weights), size=total, p=self.weights)
         seeds = rng.integers(0, 2**31 - 1, size=total)
-        start = self.rank + self.skip * self.world_size
-        self.skip = 0
-        for i in range(start, total, self.world_size):
+        for i in range(self.rank + skip * self.world_size, total, self.world_size):
             yield int(rows[i]), int(seeds[i])
 
 

@@ -89,7 +89,10 @@ class InteractiveSegmentationModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         clicks = self.cfg.clicks
-        seed = _seed(self.cfg.seed, self.current_epoch, batch_idx, self.global_rank)
+        # Seeded by the batch's index over all epochs, not (epoch, batch_idx): a run resumed from a
+        # checkpoint written after fit stopped mid-epoch is one epoch ahead in Lightning's count.
+        step_index = self.trainer.fit_loop.epoch_loop.total_batch_idx
+        seed = _seed(self.cfg.seed, step_index, self.global_rank)
         refine = (
             int(np.random.default_rng(seed).integers(1, clicks.num_clicks))
             if clicks.num_clicks > 1
