@@ -11,6 +11,7 @@ probabilities (sigmoid of the logits upsampled to the crop), never raw logits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +23,8 @@ from neurosam3d.prompts import ClickRule, Clicks
 @dataclass(frozen=True)
 class InteractionOutput:
     """``loss``: scalar (mean over steps of Dice + BCE + weighted IoU-head MSE; 0 when no loss
-    was asked for); ``dice``: ``steps x B`` float32 hard Dice after each step (no gradient);
+    was asked for); ``dice``: ``steps x B`` float32 hard Dice after each step (no gradient;
+    NaN where target and prediction are both empty, see :func:`hard_dice`);
     ``probs``: ``B x 1 x S^3`` probabilities after the last step; ``clicks``: all clicks."""
 
     loss: torch.Tensor
@@ -47,13 +49,18 @@ def soft_dice_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (1 - dice).mean() + bce
 
 
-def hard_dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Dice of bool ``B x ...`` masks, per item (``B`` float32); empty vs empty counts as 1."""
+def hard_dice(pred: torch.Tensor, target: torch.Tensor, *, empty: float = math.nan) -> torch.Tensor:
+    """Dice of bool ``B x ...`` masks, per item (``B`` float32).
+
+    Empty-mask policy, that of :mod:`neurosam3d.evaluation.metrics`: a pair where both masks are
+    empty scores ``empty``, by default NaN (there is nothing to score; means over items use
+    ``nanmean``, so such a pair does not count); exactly one empty mask scores 0.
+    """
     p = pred.flatten(1).float()
     t = target.flatten(1).float()
     inter = (p * t).sum(1)
     total = p.sum(1) + t.sum(1)
-    return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, empty))
 
 
 def run_interaction(
@@ -101,8 +108,9 @@ def run_interaction(
         logits = model.upscale_logits(low_res_logits, size)
         probs = torch.sigmoid(logits.detach().float())
         step_dice = hard_dice(probs > 0.5, ref)
-        if compute_loss:
-            iou_loss = F.mse_loss(iou_pred[:, 0].float(), step_dice)
+        if compute_loss:  # the IoU head's target: a correct empty prediction is perfect (1)
+            iou_target = torch.nan_to_num(step_dice, nan=1.0)
+            iou_loss = F.mse_loss(iou_pred[:, 0].float(), iou_target)
             losses.append(soft_dice_bce(logits, target) + iou_loss_weight * iou_loss)
         dice.append(step_dice)
         low_res = low_res_logits.detach()

@@ -8,6 +8,7 @@ Lightning checkpoint's ``state_dict`` are ``model.<release key>``
 from __future__ import annotations
 
 import logging
+from math import nan
 from typing import Any
 
 import lightning as L
@@ -44,6 +45,10 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
 
 class InteractiveSegmentationModule(L.LightningModule):
     """Trains ``self.model`` with simulated clicks; validates Dice after ``clicks.val_report``.
+
+    Validation Dice follows the evaluation's empty-mask policy (:mod:`neurosam3d.evaluation.
+    metrics`): an item whose target and prediction are both empty scores NaN and is left out of
+    the mean (``nanmean`` over the items of all ranks); ``val/dice_k`` is NaN if no item scored.
 
     ``config`` is :meth:`TrainConfig.to_dict` output; it is saved as the hyper-parameters, so a
     checkpoint rebuilds the module with ``load_from_checkpoint(path)``. It is not sent to the
@@ -110,12 +115,13 @@ class InteractiveSegmentationModule(L.LightningModule):
         )
         bs = batch["image"].shape[0]
         self.log("train/loss", out.loss, prog_bar=True, batch_size=bs)
-        self.log("train/dice_first", out.dice[0].mean(), batch_size=bs)
-        self.log("train/dice_last", out.dice[-1].mean(), batch_size=bs)
+        self.log("train/dice_first", out.dice[0].nanmean(), batch_size=bs)
+        self.log("train/dice_last", out.dice[-1].nanmean(), batch_size=bs)
         return out.loss
 
     def on_validation_epoch_start(self) -> None:
-        self._val_sums = torch.zeros(len(self.cfg.clicks.val_report) + 1, device=self.device)
+        # per reported click: sum of the scored Dice values, number scored; then all items
+        self._val_sums = torch.zeros(2 * len(self.cfg.clicks.val_report) + 1, device=self.device)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         clicks = self.cfg.clicks
@@ -130,18 +136,28 @@ class InteractiveSegmentationModule(L.LightningModule):
             compute_loss=False,
         )
         assert self._val_sums is not None
-        picked = out.dice[[k - 1 for k in clicks.val_report]].sum(dim=1)
-        self._val_sums += torch.cat((picked, picked.new_tensor([rows.numel()])))
+        picked = out.dice[[k - 1 for k in clicks.val_report]]
+        scored = ~picked.isnan()
+        self._val_sums += torch.cat(
+            (
+                picked.nan_to_num(0.0).sum(dim=1),
+                scored.sum(dim=1).to(picked.dtype),
+                picked.new_tensor([rows.numel()]),
+            )
+        )
         if batch_idx == 0 and self.global_rank == 0:
             self._log_overlays(batch, out)
 
     def on_validation_epoch_end(self) -> None:
         assert self._val_sums is not None
         sums = self.trainer.strategy.reduce(self._val_sums, reduce_op="sum")
-        count = float(sums[-1].clamp_min(1))
+        report = self.cfg.clicks.val_report
+        count = float(sums[-1])
+        # nanmean over items: an item whose target and prediction are both empty is not scored
+        # (the evaluation policy, neurosam3d.evaluation.metrics); NaN when no item was scored
         metrics = {
-            f"val/dice_{k}": float(sums[i]) / count
-            for i, k in enumerate(self.cfg.clicks.val_report)
+            f"val/dice_{k}": float(sums[i]) / float(n) if (n := sums[len(report) + i]) > 0 else nan
+            for i, k in enumerate(report)
         }
         for name, value in metrics.items():
             self.log(name, value, prog_bar=name.endswith("_5"), sync_dist=False)

@@ -20,7 +20,9 @@ def test_hard_dice_hand_computed_with_empty_policy() -> None:
     pred[0, :2] = True
     ref[0, 1:4] = True  # overlap 1, sizes 2 + 3 -> 0.4
     pred[1, 0] = True  # prediction without reference -> 0
-    assert hard_dice(pred, ref).tolist() == pytest.approx([0.4, 0.0, 1.0])
+    dice = hard_dice(pred, ref)  # empty vs empty: NaN, as neurosam3d.evaluation.metrics
+    assert dice[:2].tolist() == pytest.approx([0.4, 0.0]) and dice[2].isnan()
+    assert hard_dice(pred, ref, empty=1.0)[2] == 1.0
 
 
 def test_soft_dice_bce_is_small_for_confident_correct_logits() -> None:
