@@ -12,6 +12,7 @@ probabilities (sigmoid of the logits upsampled to the crop), never raw logits.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -63,6 +64,24 @@ def hard_dice(pred: torch.Tensor, target: torch.Tensor, *, empty: float = math.n
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, empty))
 
 
+def _clicks(
+    rule: ClickRule,
+    ref: torch.Tensor,
+    probs: torch.Tensor | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
+) -> Clicks:
+    """One click per item: ``rule`` on the batch, or on each item with its own generator."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return rule(ref, probs, generator=generator)
+    if len(generator) != ref.shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {ref.shape[0]}")
+    per_item = [
+        rule(ref[i : i + 1], None if probs is None else probs[i : i + 1], generator=gen)
+        for i, gen in enumerate(generator)
+    ]
+    return Clicks(torch.cat([c.coords for c in per_item]), torch.cat([c.labels for c in per_item]))
+
+
 def run_interaction(
     model: torch.nn.Module,
     image: torch.Tensor,
@@ -70,7 +89,7 @@ def run_interaction(
     *,
     num_clicks: int,
     rule: ClickRule,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     refine_step: int | None = None,
     compute_loss: bool = True,
     iou_loss_weight: float = 1.0,
@@ -83,7 +102,9 @@ def run_interaction(
         image: ``B x 1 x S^3`` float32 normalised crops, ``S`` the model's input size.
         target: ``B x 1 x S^3`` float32 0/1 reference masks.
         rule: click rule from :data:`neurosam3d.prompts.CLICK_RULES`.
-        generator: seeds the click rule (on ``image``'s device).
+        generator: seeds the click rule (on ``image``'s device): one generator for the batch,
+            or one per item (``B`` generators), so that each item's clicks depend on its own
+            seed only, not on which items share its batch (validation).
         refine_step: step index (>= 1) that adds no click, or ``None``.
         compute_loss: build the loss graph (training) or not (validation).
         iou_loss_weight: weight of the IoU-prediction MSE (the IoU head's training signal).
@@ -100,7 +121,7 @@ def run_interaction(
     dice = []
     for step in range(num_clicks):
         if step != refine_step or clicks is None:
-            new = rule(ref, probs, generator=generator)
+            new = _clicks(rule, ref, probs, generator)
             clicks = new if clicks is None else clicks.append(new)
         low_res_logits, iou_pred = model.predict_masks(
             embedding, clicks.coords, clicks.labels, mask_input=low_res

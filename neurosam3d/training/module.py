@@ -132,7 +132,9 @@ class InteractiveSegmentationModule(L.LightningModule):
             batch["target"],
             num_clicks=clicks.val_clicks,
             rule=self.val_rule,
-            generator=self._generator(_seed(clicks.val_seed, int(rows[0]))),
+            # one generator per item, seeded by its row: clicks (hence Dice) do not depend on
+            # the batch size or the number of ranks
+            generator=[self._generator(_seed(clicks.val_seed, int(row))) for row in rows],
             compute_loss=False,
         )
         assert self._val_sums is not None

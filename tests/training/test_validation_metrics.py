@@ -75,3 +75,23 @@ def test_validation_leaves_empty_vs_empty_items_out_of_the_mean(
     assert metrics["val/dice_1"] == pytest.approx(0.4)  # nanmean(0.2, 0.6), not (0.2+1+0.6)/3
     assert metrics["val/dice_2"] == pytest.approx(0.7)
     assert metrics["val/items"] == 3
+
+
+def test_validation_dice_does_not_depend_on_the_batch_size() -> None:
+    from neurosam3d.model import get_config
+
+    size = get_config("tiny").img_size
+    gen = torch.Generator().manual_seed(0)
+    items = []
+    for row, (lo, hi) in enumerate([(10, 40), (20, 30), (5, 50)]):
+        target = torch.zeros(1, size, size, size)
+        target[:, lo:hi, lo:hi, lo + 3 : hi] = 1
+        image = target * 2 + 0.5 * torch.randn(1, size, size, size, generator=gen)
+        items.append({"image": image, "target": target, "row": torch.tensor(row)})
+    torch.manual_seed(0)
+    module = InteractiveSegmentationModule(_config())
+    one = _validate(module, items, batch_size=1)
+    two = _validate(module, items, batch_size=2)
+    assert one["val/items"] == two["val/items"] == 3
+    assert one["val/dice_1"] == two["val/dice_1"]  # exactly: same clicks per item
+    assert one["val/dice_2"] == two["val/dice_2"]
