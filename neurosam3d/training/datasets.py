@@ -104,10 +104,11 @@ class BalancedSampler(Sampler[tuple[int, int]]):
     keys in all and every later epoch is a whole block. Lightning's epoch number is not the block
     number (a checkpoint written after ``fit`` stopped mid-epoch counts that epoch as complete),
     so the first epoch announced by :meth:`set_epoch` is anchored to ``start_block`` and later
-    ones follow it: epoch ``e`` iterates block ``start_block + e - first`` (so blocks count the
-    epochs asked of this sampler; a fresh one should first be set to epoch 0, as Lightning does). The first iteration
-    may start before any :meth:`set_epoch` call (DataLoader workers prefetch when the iterator
-    is created); it iterates ``start_block``. Iterating the same epoch again gives the same keys.
+    ones follow it: epoch ``e`` iterates block ``start_block + e - first`` (blocks count the
+    epochs asked of this sampler; a fresh one should first be set to epoch 0, as Lightning
+    does). The first iteration may start before any :meth:`set_epoch` call (DataLoader workers
+    prefetch when the iterator is created); it iterates ``start_block``. Iterating the same
+    epoch again gives the same keys.
     """
 
     def __init__(
