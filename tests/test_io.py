@@ -21,7 +21,8 @@ from neurosam3d.io.nifti import (
 )
 from neurosam3d.io.paths import check_name, safe_join
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The shipped real CT (example_ct_sm of TotalSegmentator's test files), in the repository.
+CT = Path(__file__).resolve().parents[1] / "samples" / "totalsegmentator" / "s0001" / "ct.nii.gz"
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
@@ -43,10 +44,8 @@ def test_remove_stale_temporaries(tmp_path: Path) -> None:
 
 
 def _ct() -> Path:
-    path = SHARED / "totalsegmentator-examples" / "example_ct_sm.nii.gz"
-    if not path.exists():
-        pytest.skip("shared sample data not present")
-    return path
+    assert CT.is_file(), f"{CT} is missing from the checkout"
+    return CT
 
 
 def test_save_is_deterministic_and_lossless(tmp_path: Path) -> None:
