@@ -65,7 +65,7 @@ def register(
         Path | None, typer.Option("--lock-dir", help="Registry lock folder.")
     ] = None,
 ) -> None:
-    """Register the best checkpoint of a training run with its evaluation; tag it @challenger."""
+    """Register an evaluated checkpoint of a training run with its evaluation; tag it @challenger."""
     from neurosam3d.io.atomic import atomic_write_text
     from neurosam3d.registry.lock import default_lock_dir
     from neurosam3d.registry.register import register_model
