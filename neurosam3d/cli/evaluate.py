@@ -8,15 +8,7 @@ from typing import Annotated
 import typer
 
 from neurosam3d.cli import app
-
-
-def model_source(checkpoint: Path | None, model: str | None) -> str:
-    """The one model source given: a checkpoint path or a ``models:/NAME@ALIAS`` URI."""
-    if (checkpoint is None) == (model is None):
-        raise typer.BadParameter(
-            "give exactly one of --checkpoint PATH and --model models:/NAME@ALIAS"
-        )
-    return str(checkpoint) if checkpoint is not None else str(model)
+from neurosam3d.cli import model_options as options
 
 
 @app.command("evaluate")
@@ -28,13 +20,8 @@ def evaluate_command(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option("--checkpoint", exists=True, dir_okay=False, help="Checkpoint file."),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Registered model, models:/NAME@ALIAS.")
-    ] = None,
+    checkpoint: options.Checkpoint = None,
+    model: options.RegisteredModel = None,
     clicks: Annotated[int, typer.Option("--clicks", min=1, help="Clicks per target.")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Protocol seed.")] = 0,
     click_rule: Annotated[
@@ -56,10 +43,7 @@ def evaluate_command(
     model_name: Annotated[
         str | None, typer.Option("--model-name", help="Name in the results' model column.")
     ] = None,
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", help="Model configuration when the checkpoint does not tell."),
-    ] = None,
+    arch: options.Arch = None,
     data_root: Annotated[
         Path | None,
         typer.Option(
@@ -67,12 +51,8 @@ def evaluate_command(
             help="Label-tree root (default: the manifest's folder, or its parent for manifests/*.parquet).",
         ),
     ] = None,
-    orientation: Annotated[
-        str | None, typer.Option("--orientation", help="Reorient to these axis codes, e.g. RAS.")
-    ] = None,
-    spacing_mm: Annotated[
-        float | None, typer.Option("--spacing-mm", help="Resample to this isotropic spacing (mm).")
-    ] = None,
+    orientation: options.Orientation = None,
+    spacing_mm: options.SpacingMm = None,
     class_masks: Annotated[
         bool, typer.Option("--class-masks", help="Also write one binary mask per class.")
     ] = False,
@@ -89,7 +69,7 @@ def evaluate_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--manifest") from exc
     report = evaluate(
-        model_source(checkpoint, model),
+        options.model_source(checkpoint, model),
         list(manifest),
         out,
         clicks=clicks,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from neurosam3d.cli import app
-from neurosam3d.cli.evaluate import model_source
+from neurosam3d.cli import model_options as options
 
 
 @app.command("predict")
@@ -19,13 +19,8 @@ def predict_command(
         list[str],
         typer.Option("--point", help="x,y,z,+ (foreground) or x,y,z,- (background); repeatable."),
     ],
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option("--checkpoint", exists=True, dir_okay=False, help="Checkpoint file."),
-    ] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", help="Registered model, models:/NAME@ALIAS.")
-    ] = None,
+    checkpoint: options.Checkpoint = None,
+    model: options.RegisteredModel = None,
     world: Annotated[
         bool,
         typer.Option("--world", help="Coordinates are world mm (NIfTI RAS+), not voxel indices."),
@@ -37,16 +32,9 @@ def predict_command(
     modality: Annotated[
         str, typer.Option("--modality", help="CT, MR or auto (intensity normalisation).")
     ] = "auto",
-    arch: Annotated[
-        str | None,
-        typer.Option("--arch", help="Model configuration when the checkpoint does not tell."),
-    ] = None,
-    orientation: Annotated[
-        str | None, typer.Option("--orientation", help="Reorient to these axis codes, e.g. RAS.")
-    ] = None,
-    spacing_mm: Annotated[
-        float | None, typer.Option("--spacing-mm", help="Resample to this isotropic spacing (mm).")
-    ] = None,
+    arch: options.Arch = None,
+    orientation: options.Orientation = None,
+    spacing_mm: options.SpacingMm = None,
     max_windows: Annotated[
         int, typer.Option("--max-windows", min=1, help="Most windows to grow the mask into.")
     ] = 27,
@@ -72,7 +60,7 @@ def predict_command(
 
     try:
         result = predict_file(
-            resolve_model(model_source(checkpoint, model), name=arch, device=device),
+            resolve_model(options.model_source(checkpoint, model), name=arch, device=device),
             image,
             point,
             out,

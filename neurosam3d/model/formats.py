@@ -58,7 +58,7 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's message also suggests weights_only=False, which we never do: keep the cause.
+        # torch's message also suggests turning weights-only loading off, which we never do: keep the cause.
         cause = next(
             (ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()),
             "unsupported pickle",
