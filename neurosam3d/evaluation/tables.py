@@ -137,12 +137,23 @@ def markdown(table: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
+def dice_curve(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice and NSD over all targets after every click, per model (one row per click).
+
+    The long form ``dvc plots show`` draws (``x: click``, ``y: dice``); targets whose score is
+    NaN (empty reference and prediction) are left out of the means, as everywhere else.
+    """
+    curve = results.groupby(["model", "click"], sort=True)[["dice", "nsd"]].mean()
+    return curve.reset_index()
+
+
 def write_tables(results: pd.DataFrame, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write every table as CSV and Markdown under ``out_dir``; return ``{name: csv path}``."""
     out_dir = Path(out_dir)
     targets = per_target(results)
     tables = {"categories": (category_table(targets), 2)}
     tables.update({name: (aggregate(targets, by), 4) for name, by in GROUPINGS.items()})
+    tables["dice_vs_clicks"] = (dice_curve(results), 4)
     written = {}
     for name, (table, digits) in tables.items():
         csv = table.to_csv(index=False, float_format="%.6f", lineterminator="\n")

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neurosam3d.evaluation.tables import aggregate, category_table, markdown, per_target
+from neurosam3d.evaluation.tables import (
+    aggregate,
+    category_table,
+    dice_curve,
+    markdown,
+    per_target,
+    write_tables,
+)
 
 
 def _rows(case: str, category: str, seen: bool, dice: list[float]) -> list[dict]:
@@ -61,3 +68,15 @@ def test_aggregates_skip_nan_and_split_lesions_by_seen(results):
     assert np.isnan(table.loc["1 point", "Brain"])
     text = markdown(category_table(targets), digits=2)
     assert "| m | 3 points | - | 70.00 | - |" in text
+
+
+def test_dice_curve_is_the_nan_skipping_mean_per_click(results, tmp_path):
+    curve = dice_curve(results).set_index("click")
+    # click 2: (0.4 + 0.1 + 0.9) / 3, the NaN target left out
+    assert curve.loc[2, "dice"] == pytest.approx(1.4 / 3)
+    assert curve.loc[2, "nsd"] == pytest.approx(0.7 / 3)
+    assert list(curve.index) == [1, 2, 3]
+    written = write_tables(results, tmp_path)
+    on_disk = pd.read_csv(written["dice_vs_clicks"])
+    assert list(on_disk.columns) == ["model", "click", "dice", "nsd"]
+    np.testing.assert_allclose(on_disk["dice"], curve["dice"], atol=1e-6)
