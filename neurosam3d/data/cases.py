@@ -15,7 +15,7 @@ from pathlib import Path
 from neurosam3d.data.config import DatasetConfig
 from neurosam3d.data.labels import ClassSpec
 from neurosam3d.data.problems import Kind, Problem
-from neurosam3d.io.paths import SAFE_NAME as _SAFE_CASE_ID
+from neurosam3d.io.paths import is_safe_name
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def finalise_cases(config: DatasetConfig, found: Discovery) -> Discovery:
     cases = []
     for case in found.cases:
         source = case.relative(case.images[0].path)
-        if not _SAFE_CASE_ID.fullmatch(case.case_id):
+        if not is_safe_name(case.case_id):
             problems.append(
                 Problem(
                     config.name,
