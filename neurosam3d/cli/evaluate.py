@@ -62,28 +62,28 @@ def evaluate_command(
     import json
 
     from neurosam3d.evaluation import evaluate
-    from neurosam3d.evaluation.api import read_manifests
+    from neurosam3d.evaluation.api import ManifestError
 
-    try:  # unsafe names or paths in a manifest: a clear message naming the file and row
-        read_manifests(list(manifest))
-    except ValueError as exc:
+    source = options.model_source(checkpoint, model)
+    try:
+        report = evaluate(
+            source,
+            list(manifest),
+            out,
+            clicks=clicks,
+            seed=seed,
+            click_rule=click_rule,
+            nsd_tolerance_mm=nsd_tolerance_mm,
+            training_manifest=training_manifest,
+            model_name=model_name,
+            architecture=arch,
+            data_root=data_root,
+            orientation=orientation,
+            spacing_mm=spacing_mm,
+            class_masks=class_masks,
+            device=device,
+        )
+    except ManifestError as exc:  # unsafe names or paths, wrong schema: name the file and row
         raise typer.BadParameter(str(exc), param_hint="--manifest") from exc
-    report = evaluate(
-        options.model_source(checkpoint, model),
-        list(manifest),
-        out,
-        clicks=clicks,
-        seed=seed,
-        click_rule=click_rule,
-        nsd_tolerance_mm=nsd_tolerance_mm,
-        training_manifest=training_manifest,
-        model_name=model_name,
-        architecture=arch,
-        data_root=data_root,
-        orientation=orientation,
-        spacing_mm=spacing_mm,
-        class_masks=class_masks,
-        device=device,
-    )
     typer.echo((report.out_dir / "tables" / "categories.md").read_text())
     typer.echo(json.dumps({"mean_dice": report.summary["mean_dice"], "out": str(report.out_dir)}))

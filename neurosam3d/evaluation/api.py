@@ -73,6 +73,10 @@ class EvaluationReport:
     summary: dict
 
 
+class ManifestError(ValueError):
+    """A manifest that cannot be evaluated; the message names the file (and row)."""
+
+
 def _check_rows(table: pa.Table, path: str | os.PathLike[str]) -> None:
     """Names that become output paths are safe names; data paths stay under the data root."""
     columns = table.select([*_NAME_COLUMNS, *_PATH_COLUMNS]).to_pydict()
@@ -86,28 +90,32 @@ def _check_rows(table: pa.Table, path: str | os.PathLike[str]) -> None:
                 except ValueError as exc:
                     raise ValueError(f"{column}: {exc}") from exc
         except ValueError as exc:
-            raise ValueError(f"{path}: row {index}: {exc}") from exc
+            raise ManifestError(f"{path}: row {index}: {exc}") from exc
 
 
 def read_manifests(paths: list[str | os.PathLike[str]]) -> pd.DataFrame:
     """Concatenated manifests (schema-checked), sorted by (dataset, split, case, class), deduplicated.
 
-    Raises ``ValueError`` naming the manifest and row whose ``dataset``, ``case_id`` or
+    Raises :class:`ManifestError` naming the manifest (and row) that has the wrong schema, no
+    rows, or a row whose ``dataset``, ``case_id`` or
     ``class_name`` is not a safe file name, or whose ``image_path``/``mask_path`` is absolute or
     leads outside the data root (:mod:`neurosam3d.io.paths`).
     """
     if not paths:
-        raise ValueError("no manifest given: pass at least one --manifest FILE")
+        raise ManifestError("no manifest given: pass at least one --manifest FILE")
     tables = []
     for path in paths:
         table = pq.read_table(path)
-        check_schema(table, MANIFEST_SCHEMA, str(path))
+        try:
+            check_schema(table, MANIFEST_SCHEMA, str(path))
+        except ValueError as exc:
+            raise ManifestError(str(exc)) from exc
         table = table.select(MANIFEST_SCHEMA.names).cast(MANIFEST_SCHEMA)
         _check_rows(table, path)
         tables.append(table)
     frame = pa.concat_tables(tables).to_pandas()
     if frame.empty:
-        raise ValueError(
+        raise ManifestError(
             f"the manifests {[str(p) for p in paths]} hold no (case, class) rows to evaluate"
         )
     return frame.sort_values(_KEYS).drop_duplicates(_KEYS).reset_index(drop=True)
@@ -193,8 +201,8 @@ def evaluate(
     )
     out_dir = Path(out_dir)
     label = model_name or _default_model_name(model_or_checkpoint)
+    rows = read_manifests(manifests)  # checked before the model loads: bad input fails fast
     model = resolve_model(model_or_checkpoint, name=architecture, device=device)
-    rows = read_manifests(manifests)
     root = Path(data_root) if data_root is not None else default_data_root(manifests[0])
     seen = _seen_pairs(training_manifest)
     logger.info(
