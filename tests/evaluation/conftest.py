@@ -1,4 +1,4 @@
-"""A small label tree and manifest built from the shared real volumes (docs/manifest.md)."""
+"""A small label tree and manifest built from the shipped real volumes (docs/manifest.md)."""
 
 from __future__ import annotations
 
@@ -23,29 +23,29 @@ TARGETS = [
         "TotalSegSm",
         "ct_sm",
         "CT",
-        "totalsegmentator-examples/example_ct_sm.nii.gz",
-        "totalsegmentator-examples/example_seg.nii.gz",
+        "ct_sm",
+        "ct_sm_seg",
         {"kidney_right": (2, "abdomen_thorax"), "liver": (5, "abdomen_thorax")},
     ),
     (
         "SctT2s",
         "t2s",
         "MR",
-        "sct-testing-data/t2s/t2s.nii.gz",
-        "sct-testing-data/t2s/t2s_seg.nii.gz",
+        "t2s",
+        "t2s_seg",
         {"spinal_cord": (1, "nervous")},
     ),
 ]
 
 
-def build_tree(shared_data: Path, root: Path) -> Path:
+def build_tree(real: dict[str, Path], root: Path) -> Path:
     """Write the label tree under ``root`` and return its manifest path."""
     rows = []
     for dataset, case, modality, image_rel, label_rel, classes in TARGETS:
         image_path = root / dataset / "imagesTs" / f"{case}.nii.gz"
         image_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shared_data / image_rel, image_path)
-        labels = nib.load(shared_data / label_rel)
+        shutil.copyfile(real[image_rel], image_path)
+        labels = nib.load(real[label_rel])
         label_map = np.asarray(labels.dataobj)
         for class_name, (value, category) in classes.items():
             mask = (label_map == value).astype(np.uint8)
@@ -84,8 +84,8 @@ def build_tree(shared_data: Path, root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def eval_manifest(shared_data, tmp_path_factory) -> Path:
-    return build_tree(shared_data, tmp_path_factory.mktemp("tree"))
+def eval_manifest(real, tmp_path_factory) -> Path:
+    return build_tree(real, tmp_path_factory.mktemp("tree"))
 
 
 @pytest.fixture

@@ -10,15 +10,15 @@ from neurosam3d.evaluation.geometry import Box, box_to_original, grid_for_image,
 from neurosam3d.evaluation.metrics import dice
 
 NON_RAS = {
-    "LPS": "totalsegmentator-examples/example_mr_sm.nii.gz",
-    "PSR": "sct-testing-data/t2/t2.nii.gz",
-    "LAS": "sct-testing-data/t2s/t2s.nii.gz",
+    "LPS": "mr_sm",
+    "PSR": "t2",
+    "LAS": "t2s",
 }
 
 
 @pytest.mark.parametrize("codes", sorted(NON_RAS))
-def test_reorientation_matches_nibabel_and_round_trips_exactly(shared_data, codes):
-    image = nib.load(shared_data / NON_RAS[codes])
+def test_reorientation_matches_nibabel_and_round_trips_exactly(real, codes):
+    image = nib.load(real[NON_RAS[codes]])
     assert nib.aff2axcodes(image.affine) == tuple(codes)
     data = np.asarray(image.dataobj).astype(np.float32)
     grid = grid_for_image(image, orientation="RAS")
@@ -41,8 +41,8 @@ def test_reorientation_matches_nibabel_and_round_trips_exactly(shared_data, code
     assert (back[~covered] == 0).all()
 
 
-def test_working_voxels_keep_their_world_position(shared_data):
-    image = nib.load(shared_data / NON_RAS["PSR"])
+def test_working_voxels_keep_their_world_position(real):
+    image = nib.load(real[NON_RAS["PSR"]])
     grid = grid_for_image(image, orientation="RAS")
     points = np.array([[0, 0, 0], [5, 17, 30], [59, 54, 51]], dtype=np.float64)
     working = grid.to_working(points)
@@ -52,9 +52,9 @@ def test_working_voxels_keep_their_world_position(shared_data):
     np.testing.assert_allclose(grid.to_original(working), points, atol=1e-9)
 
 
-def test_resampling_round_trip_on_anisotropic_volume(shared_data):
+def test_resampling_round_trip_on_anisotropic_volume(real):
     """t2s (0.5 x 0.5 x 7.5 mm, LAS) to 1 mm isotropic RAS and back: the cord mask survives."""
-    seg = nib.load(shared_data / "sct-testing-data/t2s/t2s_seg.nii.gz")
+    seg = nib.load(real["t2s_seg"])
     cord = np.asarray(seg.dataobj) > 0
     grid = grid_for_image(seg, orientation="RAS", spacing_mm=1.0)
     assert grid.resamples
@@ -70,8 +70,8 @@ def test_resampling_round_trip_on_anisotropic_volume(shared_data):
     assert dice(back, cord) > 0.9
 
 
-def test_default_grid_keeps_the_stored_axes(shared_data):
-    image = nib.load(shared_data / NON_RAS["LAS"])
+def test_default_grid_keeps_the_stored_axes(real):
+    image = nib.load(real[NON_RAS["LAS"]])
     grid = grid_for_image(image)
     np.testing.assert_array_equal(grid.matrix, np.eye(4))
     np.testing.assert_allclose(grid.affine, image.affine)

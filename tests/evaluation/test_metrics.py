@@ -19,19 +19,17 @@ from neurosam3d.io.nifti import voxel_spacing
 
 
 @pytest.fixture(scope="module")
-def real_pairs(shared_data):
+def real_pairs(real):
     """(prediction, reference, spacing) triples: real masks against perturbed copies of themselves."""
-    ts = shared_data / "totalsegmentator-examples"
-    sct = shared_data / "sct-testing-data"
     pairs = []
-    ct = nib.load(ts / "example_seg.nii.gz")
+    ct = nib.load(real["ct_sm_seg"])
     labels = np.asarray(ct.dataobj)
     for value in (5, 2):  # liver, kidney_right: large and medium targets, 3 mm voxels
         ref = labels == value
         pairs.append((ndimage.binary_dilation(ref, iterations=1), ref, voxel_spacing(ct)))
-    t2s = nib.load(sct / "t2s" / "t2s_gmseg_manual.nii.gz")  # 0.5 x 0.5 x 7.5 mm
-    grey = np.asarray(t2s.dataobj) > 0
-    cord = np.asarray(nib.load(sct / "t2s" / "t2s_seg.nii.gz").dataobj) > 0
+    t2s = nib.load(real["t2s_wm_gm"])  # 0.5 x 0.5 x 7.5 mm
+    grey = np.asarray(t2s.dataobj) == 2
+    cord = np.asarray(nib.load(real["t2s_seg"]).dataobj) > 0
     pairs.append((grey, cord, voxel_spacing(t2s)))
     pairs.append((np.roll(cord, 2, axis=0), cord, voxel_spacing(t2s)))
     return pairs

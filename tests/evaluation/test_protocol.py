@@ -27,8 +27,8 @@ def _run(image, reference, size, clicks, rule="random_error", orientation=None, 
 
 
 @pytest.mark.parametrize("orientation", [None, "RAS"])
-def test_perfect_model_scores_one_on_a_non_ras_volume(shared_data, oracle, orientation):
-    seg = nib.load(shared_data / "totalsegmentator-examples/example_seg_mr.nii.gz")  # LPS
+def test_perfect_model_scores_one_on_a_non_ras_volume(real, oracle, orientation):
+    seg = nib.load(real["mr_seg"])  # LPS
     liver = np.asarray(seg.dataobj) == 5  # total_mr liver, fits one 64^3 window
     result = _run(seg, liver, 64, clicks=3, orientation=orientation)
     assert [c.scores.dice for c in result.clicks] == [1.0, 1.0, 1.0]
@@ -41,8 +41,8 @@ def test_perfect_model_scores_one_on_a_non_ras_volume(shared_data, oracle, orien
     assert oracle.predictions == [(0, 1, False), (0, 2, True), (0, 3, True)]
 
 
-def test_large_target_is_tiled_and_clicks_open_windows(shared_data, oracle):
-    seg = nib.load(shared_data / "totalsegmentator-examples/example_seg_fast_force_split.nii.gz")
+def test_large_target_is_tiled_and_clicks_open_windows(real, oracle):
+    seg = nib.load(real["ct_seg"])
     liver = np.asarray(seg.dataobj) == 5
     result = _run(seg, liver, 24, clicks=12, rule="center_error")
     dice = [c.scores.dice for c in result.clicks]
@@ -54,8 +54,8 @@ def test_large_target_is_tiled_and_clicks_open_windows(shared_data, oracle):
     assert len(oracle.images) == windows[-1]
 
 
-def test_resampled_grid_maps_back_close_to_the_reference(shared_data, oracle):
-    seg = nib.load(shared_data / "sct-testing-data/t2s/t2s_seg.nii.gz")  # 0.5 x 0.5 x 7.5 mm LAS
+def test_resampled_grid_maps_back_close_to_the_reference(real, oracle):
+    seg = nib.load(real["t2s_seg"])  # 0.5 x 0.5 x 7.5 mm LAS
     cord = np.asarray(seg.dataobj) > 0
     result = _run(seg, cord, 64, clicks=1, orientation="RAS", spacing=1.0)
     assert result.final.scores.dice > 0.9

@@ -18,8 +18,8 @@ def _covered(windows: list[Box], shape) -> np.ndarray:
     return covered
 
 
-def test_windows_cover_a_real_target_larger_than_one_window(shared_data):
-    seg = nib.load(shared_data / "totalsegmentator-examples/example_seg_fast_force_split.nii.gz")
+def test_windows_cover_a_real_target_larger_than_one_window(real):
+    seg = nib.load(real["ct_seg"])
     liver = np.asarray(seg.dataobj) == 5
     idx = np.argwhere(liver)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1

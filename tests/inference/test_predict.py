@@ -13,8 +13,8 @@ from neurosam3d.inference import predict_file
 from neurosam3d.inference.prompts import check_inside, parse_box, parse_points
 
 
-def test_world_points_map_to_the_same_voxels(shared_data):
-    image = nib.load(shared_data / "sct-testing-data/t2/t2.nii.gz")  # PSR
+def test_world_points_map_to_the_same_voxels(real):
+    image = nib.load(real["t2"])  # PSR
     voxels = np.array([[10.0, 20.0, 30.0], [59.0, 0.0, 51.0]])
     world = voxels @ image.affine[:3, :3].T + image.affine[:3, 3]
     texts = [
@@ -46,11 +46,9 @@ def test_point_outside_the_image_is_rejected():
         check_inside(np.array([[5.0, 70.0, 1.0]]), (60, 55, 52))
 
 
-def test_mask_grows_across_window_borders_and_lands_on_the_original_grid(
-    shared_data, tmp_path, oracle
-):
+def test_mask_grows_across_window_borders_and_lands_on_the_original_grid(real, tmp_path, oracle):
     """The whole cervical cord (PSR, 55 voxels long) from one click with 16^3 windows."""
-    seg = nib.load(shared_data / "sct-testing-data/t2/t2_seg-manual.nii.gz")
+    seg = nib.load(real["t2_seg"])
     cord = np.asarray(seg.dataobj) > 0
     # The "image" is the cord itself, so the perfect stand-in model returns the cord in each window.
     image_path = tmp_path / "cord_as_image.nii.gz"
@@ -88,8 +86,8 @@ def test_mask_grows_across_window_borders_and_lands_on_the_original_grid(
     assert again.read_bytes() == out.read_bytes()
 
 
-def test_box_limits_the_prediction(shared_data, tmp_path, oracle):
-    seg = nib.load(shared_data / "sct-testing-data/t2/t2_seg-manual.nii.gz")
+def test_box_limits_the_prediction(real, tmp_path, oracle):
+    seg = nib.load(real["t2_seg"])
     cord = np.asarray(seg.dataobj) > 0
     image_path = tmp_path / "cord_as_image.nii.gz"
     nib.save(nib.Nifti1Image(cord.astype(np.float32), seg.affine), image_path)
@@ -109,7 +107,7 @@ def test_box_limits_the_prediction(shared_data, tmp_path, oracle):
     np.testing.assert_array_equal(result.mask, cord & inside)
 
 
-def test_cli_segments_a_shipped_ct_from_world_clicks(shared_data, tmp_path):
+def test_cli_segments_a_shipped_ct_from_world_clicks(real, tmp_path):
     import torch
     from typer.testing import CliRunner
 
@@ -118,7 +116,7 @@ def test_cli_segments_a_shipped_ct_from_world_clicks(shared_data, tmp_path):
 
     torch.manual_seed(0)
     checkpoint = save_safetensors(build_model("tiny"), tmp_path / "tiny.safetensors")
-    image_path = shared_data / "totalsegmentator-examples/example_ct_sm.nii.gz"
+    image_path = real["ct_sm"]
     image = nib.load(image_path)
     world = image.affine @ np.array([81.0, 58.0, 19.0, 1.0])
     point = ",".join(f"{v:.3f}" for v in world[:3])

@@ -15,7 +15,8 @@ import torch
 from neurosam3d.model import Sam3D, build_model
 
 REPO = Path(__file__).resolve().parents[2]
-PARITY = REPO.parent / "shared" / "fixtures" / "sam_med3d_parity"
+#: The released SAM-Med3D parity contract, copied from the project's shared fixtures (README inside).
+PARITY = REPO / "tests" / "fixtures" / "sam_med3d_parity"
 
 
 def golden_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -35,8 +36,6 @@ def golden_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
-    if not PARITY.is_dir():
-        pytest.skip("../shared/fixtures/sam_med3d_parity is not beside this checkout")
     return PARITY
 
 

@@ -1,8 +1,7 @@
-"""Click rules on the real 61-class TotalSegmentator label (shared sample data)."""
+"""Click rules on the real 61-class TotalSegmentator label (shipped sample data)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +11,22 @@ from scipy import ndimage
 
 from neurosam3d.io.nifti import load_nifti
 from neurosam3d.prompts import box_from_mask, center_error_click, random_error_click
+from tests.conftest import total_class_names
 
 STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
 @pytest.fixture(scope="module")
-def real_targets(shared_data: Path) -> tuple[torch.Tensor, list[str]]:
+def real_targets(real: dict[str, Path]) -> tuple[torch.Tensor, list[str]]:
     """Binary masks of four real classes with several components (ribs) or one (liver)."""
-    src = shared_data / "totalsegmentator-examples"
-    names = json.loads((src / "class_maps.json").read_text())["total"]
-    seg = np.asanyarray(load_nifti(src / "example_seg_fast_force_split.nii.gz").dataobj)
+    names = total_class_names()
+    seg = np.asanyarray(load_nifti(real["ct_seg"]).dataobj)
     present = [int(v) for v in np.unique(seg) if v]
-    picked = [v for v in present if names[str(v)] in ("liver", "aorta")][:2]
+    picked = [v for v in present if names[v] in ("liver", "aorta")][:2]
     multi = [v for v in present if ndimage.label(seg == v, STRUCTURE)[1] > 1][:2]
     values = picked + multi
     masks = torch.from_numpy(np.stack([seg == v for v in values]))
-    return masks, [names[str(v)] for v in values]
+    return masks, [names[v] for v in values]
 
 
 def test_first_clicks_lie_in_each_targets_largest_component(

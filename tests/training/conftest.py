@@ -1,14 +1,13 @@
-"""A small real label tree and manifest built from the shared TotalSegmentator CT.
+"""A small real label tree and manifest built from the shipped TotalSegmentator CT.
 
 Follows docs/manifest.md: one image, one binary uint8 mask per class, one manifest row per
-(dataset, split, case, class). The same case is listed under ``Tr`` and ``Val`` (the shared data
-holds one fully labelled CT): enough to exercise training and validation plumbing.
+(dataset, split, case, class). The same case is listed under ``Tr`` and ``Val`` (the samples
+hold one fully labelled CT at this size): enough to exercise training and validation plumbing.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,27 +20,26 @@ import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
+from tests.conftest import total_class_names
 
-TOTALSEG = "totalsegmentator-examples"
 #: a few large, well-separated structures of the 61-class label (keeps the tests fast)
 TEST_CLASSES = ("liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta")
 
 
 def build_ct_tree(
-    shared: Path, root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT"
+    real: dict[str, Path], root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT"
 ) -> Path:
     """Write the label tree under ``root`` and ``root/manifest.parquet``; return the manifest."""
-    src = shared / TOTALSEG
-    names = json.loads((src / "class_maps.json").read_text())["total"]
-    image = load_nifti(src / "example_ct.nii.gz")
-    seg = np.asanyarray(load_nifti(src / "example_seg_fast_force_split.nii.gz").dataobj)
+    names = total_class_names()
+    image = load_nifti(real["ct"])
+    seg = np.asanyarray(load_nifti(real["ct_seg"]).dataobj)
     spacing = [float(x) for x in nib.affines.voxel_sizes(image.affine)]
     case = "s0001"
     image_rel = f"{dataset}/imagesTr/{case}.nii.gz"
     save_nifti(image, root / image_rel)
     rows = []
     for value in sorted(int(v) for v in np.unique(seg) if v):
-        name = names[str(value)]
+        name = names[value]
         if classes is not None and name not in classes:
             continue
         mask = (seg == value).astype(np.uint8)
@@ -91,6 +89,6 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ct_manifest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Manifest of :data:`TEST_CLASSES` on the shared CT (label-tree root = its folder)."""
-    return build_ct_tree(shared_data, tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)
+def ct_manifest(real: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest of :data:`TEST_CLASSES` on the shipped CT (label-tree root = its folder)."""
+    return build_ct_tree(real, tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)
