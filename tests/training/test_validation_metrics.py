@@ -93,5 +93,7 @@ def test_validation_dice_does_not_depend_on_the_batch_size() -> None:
     one = _validate(module, items, batch_size=1)
     two = _validate(module, items, batch_size=2)
     assert one["val/items"] == two["val/items"] == 3
-    assert one["val/dice_1"] == two["val/dice_1"]  # exactly: same clicks per item
-    assert one["val/dice_2"] == two["val/dice_2"]
+    # Same clicks per item; the logits differ only by float rounding across batch sizes (the
+    # batched kernels sum in another order), so Dice agrees to well within 1e-5.
+    assert one["val/dice_1"] == pytest.approx(two["val/dice_1"], abs=1e-5)
+    assert one["val/dice_2"] == pytest.approx(two["val/dice_2"], abs=1e-5)
