@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -51,6 +52,8 @@ class TrainSummary:
     monitor: str
     val_dice: dict[str, float] = field(default_factory=dict)
     baseline_val_dice: dict[str, float] = field(default_factory=dict)
+    #: True when ``trainer.max_time_s`` ended training before ``trainer.max_steps``.
+    stopped_by_time_limit: bool = False
 
 
 def _dice_by_click(metrics: dict[str, float]) -> dict[str, float]:
@@ -114,6 +117,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     from neurosam3d.model import get_config
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
+    from neurosam3d.training.progress import StepProgress
 
     out = out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -156,7 +160,13 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         num_nodes=trainer_cfg.num_nodes,
         strategy=_strategy(cfg),
         logger=mlf,
-        callbacks=[checkpoints, LearningRateMonitor(logging_interval="step")],
+        callbacks=[
+            checkpoints,
+            LearningRateMonitor(logging_interval="step"),
+            StepProgress(trainer_cfg.log_every_n_steps),
+        ],
+        # The bar redraws a terminal line; in pipelines (pipes, log files) StepProgress logs.
+        enable_progress_bar=sys.stderr.isatty(),
         use_distributed_sampler=False,
         log_every_n_steps=trainer_cfg.log_every_n_steps,
         num_sanity_val_steps=0,
@@ -185,6 +195,17 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         # Lightning cannot see: its "dataloader is not resumable" warning does not apply.
         warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
         trainer.fit(module, datamodule=data, ckpt_path=resume)
+    stopped_by_time_limit = bool(trainer_cfg.max_time_s) and trainer.global_step < (
+        trainer_cfg.max_steps if trainer_cfg.max_steps > 0 else float("inf")
+    )
+    if stopped_by_time_limit:
+        logger.warning(
+            "trainer.max_time_s=%s stopped training at step %d of trainer.max_steps=%d: the "
+            "result now depends on this machine's speed; raise or unset the time limit",
+            trainer_cfg.max_time_s,
+            trainer.global_step,
+            trainer_cfg.max_steps,
+        )
 
     extra = not module.val_history or module.val_history[-1][0] != trainer.global_step
     if extra:  # the final weights were not validated inside fit
@@ -213,6 +234,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         monitor=monitor,
         val_dice=_dice_by_click(best_metrics),
         baseline_val_dice=baseline,
+        stopped_by_time_limit=stopped_by_time_limit,
     )
     if trainer.is_global_zero:
         for path in (best_path, last_path):
