@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,63 @@ def demo_environment(project: Path) -> dict[str, str]:
     return env
 
 
+#: A Dagster step event in the console log of an in-process run: ``... - <step> - STEP_START - ...``
+_STEP_EVENT = re.compile(
+    r" - (?P<step>[\w.\[\]-]+) - (?P<event>STEP_START|STEP_SUCCESS|STEP_FAILURE) - "
+)
+#: Our own log lines: ``<time> <LEVEL> <logger>: <message>`` from neurosam3d.* and pipelines.*
+_OUR_LOG = re.compile(
+    r"^\S+ \S+ (?P<level>INFO|WARNING|ERROR) (?P<name>(neurosam3d|pipelines)[\w.]*): (?P<msg>.*)$"
+)
+_STEP_WORDS = {"STEP_START": "started", "STEP_SUCCESS": "done", "STEP_FAILURE": "FAILED"}
+
+
+def progress_of(line: str) -> str | None:
+    """The short progress line to show for one line of the orchestrator's log, or None.
+
+    Shown: each Dagster step's start, end and failure (``trained_model: started``), and every
+    INFO/WARNING/ERROR line of our own loggers (training steps, prepared cases, promotions)."""
+    event = _STEP_EVENT.search(line)
+    if event:
+        return f"{event['step']}: {_STEP_WORDS[event['event']]}"
+    ours = _OUR_LOG.match(line.rstrip("\n"))
+    if ours:
+        level = "" if ours["level"] == "INFO" else f"{ours['level']}: "
+        return f"  {level}{ours['msg']}"
+    return None
+
+
+def _stream(args: list[str], project: Path, env: dict[str, str], log_path: Path) -> None:
+    """Run ``args``, writing all its output to ``log_path`` and showing its progress lines."""
+    log.info("$ %s (full log: %s)", " ".join(args), log_path.relative_to(project))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with (
+        log_path.open("w", encoding="utf-8") as sink,
+        subprocess.Popen(
+            args,
+            cwd=project,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sink.write(line)
+            shown = progress_of(line)
+            if shown is not None:
+                minutes, seconds = divmod(int(time.monotonic() - started), 60)
+                print(f"[{minutes:2d}:{seconds:02d}] {shown}", flush=True)
+    if proc.returncode != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-20000:]
+        sys.stderr.write(tail)
+        raise RuntimeError(
+            f"`{' '.join(args)}` failed with exit code {proc.returncode} (full log: {log_path})"
+        )
+
+
 def _run(args: list[str], project: Path, env: dict[str, str]) -> str:
     log.info("$ %s", " ".join(args))
     done = subprocess.run(args, cwd=project, env=env, text=True, capture_output=True, check=False)
@@ -90,7 +148,12 @@ def run_demo(project: Path = PROJECT, push: bool = True) -> dict[str, str]:
     env = demo_environment(project)
     dvc = str(project / ".venv" / "bin" / "dvc")
     prepare_data(project, env)
-    _run([sys.executable, "-m", "pipelines.materialize"], project, env)
+    _stream(
+        [sys.executable, "-m", "pipelines.materialize"],
+        project,
+        env,
+        project / "work" / "logs" / "demo-materialize.log",
+    )
     status = _run([dvc, "status", "--quiet"], project, env)
     if status.strip():
         raise RuntimeError(f"dvc status is not clean after the Dagster run:\n{status}")
