@@ -94,6 +94,10 @@ class MlflowResource(dg.ConfigurableResource):
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
 
+    def artifact_url(self, experiment_id: str, run_id: str, path: str) -> str:
+        """The MLflow UI's page of one artifact of a run (``path`` relative to its root)."""
+        return f"{self.run_url(experiment_id, run_id)}/artifacts/{path}"
+
     def model_version_url(self, name: str, version: str) -> str:
         return f"{self.ui_url}/#/models/{name}/versions/{version}"
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
 
-from pipelines.metadata import png_markdown, table
+from pipelines.metadata import png_markdown, readable, table
 from pipelines.params import cli_options
 from pipelines.pipes_stage import flatten
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
@@ -88,7 +88,7 @@ def trained_model(
     summary = json.loads(summary_path.read_text())
     return dg.MaterializeResult(
         metadata={
-            **metadata,
+            **readable(metadata),
             "mlflow_run": dg.MetadataValue.url(
                 mlflow.run_url(summary["experiment_id"], summary["run_id"])
             ),
@@ -100,7 +100,7 @@ def trained_model(
 def evaluation_metadata(out: Path) -> dict[str, Any]:
     """The per-category Dice table, the Dice-vs-clicks plot and the summary's numbers."""
     summary = json.loads((out / "summary.json").read_text())
-    metadata: dict[str, Any] = dict(flatten(summary))
+    metadata: dict[str, Any] = readable(flatten(summary))
     metadata["results_rows"] = pq.read_metadata(out / "results.parquet").num_rows
     for csv in sorted((out / "tables").glob("*.csv")):
         metadata[f"table_{csv.stem}"] = table(pd.read_csv(csv))
@@ -123,5 +123,17 @@ def evaluation(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     ran = run_stage(context, "evaluate", project, dvc, mlflow)
-    out = project.path / project.params()["evaluate"]["out"]
-    return dg.MaterializeResult(metadata={**evaluation_metadata(out), "ran": ran})
+    params = project.params()
+    out = project.path / params["evaluate"]["out"]
+    metadata = {**evaluation_metadata(out), "ran": ran}
+    # The evaluated checkpoint's training run: link it, and put the plot there, where the MLflow
+    # UI shows images full size (registration logs it again with the tables).
+    train = json.loads((project.path / params["train"]["out"] / "summary.json").read_text())
+    experiment, run = train["experiment_id"], train["run_id"]
+    metadata["mlflow_run"] = dg.MetadataValue.url(mlflow.run_url(experiment, run))
+    for png in sorted(out.glob("*.png")):
+        mlflow.client().log_artifact(run, str(png), "evaluation")
+        metadata[f"plot_{png.stem}_in_mlflow"] = dg.MetadataValue.url(
+            mlflow.artifact_url(experiment, run, f"evaluation/{png.name}")
+        )
+    return dg.MaterializeResult(metadata=metadata)
