@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # uv does not read pip's configuration: hand it the local folder that holds the CPU torch wheel.
 UV_ENV := UV_FIND_LINKS="$${PIP_FIND_LINKS:-/opt/wheels}" UV_PYTHON="$(BIN)/python"
 
-.PHONY: install demo test lint format lock clean-demo dagster mlflow-ui dvc-repro
+.PHONY: install demo test lint format lock clean-demo dagster mlflow-ui serve dvc-repro
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ dagster: install
 # The MLflow UI on the embedded store (mlflow/mlflow.db), 127.0.0.1:5000.
 mlflow-ui: install
 	mlflow/serve.sh 5000
+
+# Serve a registered model over REST on 127.0.0.1:$(SERVE_PORT) (default: the demo's @champion).
+SERVE_MODEL ?= models:/neurosam3d@champion
+SERVE_PORT ?= 5001
+serve: install
+	mlflow/serve-model.sh "$(SERVE_MODEL)" "$(SERVE_PORT)"
 
 # Forget every demo output (pipeline outputs, DVC cache and remote, MLflow store, Dagster runs).
 clean-demo:

@@ -3,7 +3,14 @@
 import base64
 import gzip
 import json
+import os
+import shutil
+import signal
+import socket
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import dagster as dg
@@ -110,3 +117,46 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "Data and pipelines are up to date." in repro.stdout
     again = promote(client, "neurosam3d", project / "mlflow" / "locks")
     assert again.action is Action.ALREADY_CHAMPION
+
+    # `make serve` (mlflow/serve-model.sh) answers the README's REST request with the mask.
+    shutil.copy(REPO / "mlflow" / "serve-model.sh", project / "mlflow" / "serve-model.sh")
+    image_rel = "samples/amos_style/imagesVa/sct_t2s.nii.gz"
+    answer = _serve_and_ask(
+        project, {"columns": ["image", "points"], "data": [[image_rel, "24,27,4,+"]]}
+    )
+    served = nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(answer[0]["mask"])))
+    assert served.shape == nib.load(project / image_rel).shape
+    assert int(answer[0]["voxels"]) == int(out["voxels"][0])  # the same model, the same click
+
+
+def _serve_and_ask(project: Path, dataframe_split: dict, timeout_s: float = 180) -> list[dict]:
+    """Start ``mlflow/serve-model.sh`` on a free port of 127.0.0.1, POST one request, stop it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    log = project / "serve.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen(
+            [str(project / "mlflow" / "serve-model.sh"), "models:/neurosam3d@champion", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/invocations"
+    body = json.dumps({"dataframe_split": dataframe_split}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read())["predictions"]
+            except (urllib.error.URLError, ConnectionError) as err:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"no answer: {err}\n{log.read_text()[-3000:]}") from err
+                time.sleep(1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
