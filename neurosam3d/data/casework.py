@@ -46,7 +46,7 @@ from neurosam3d.data.volumes import (
     read_nifti,
     squeeze_to_3d,
 )
-from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.atomic import OutputError, atomic_write_bytes
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
 from neurosam3d.io.paths import safe_join
 
@@ -111,9 +111,22 @@ def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
 
 
 def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutcome:
-    """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date."""
+    """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date.
+
+    Input problems become quarantine rows; an :class:`~neurosam3d.io.atomic.OutputError` (disk
+    full, read-only or unwritable output) is raised, with this case's partial outputs removed.
+    """
     path = record_path(out_root, spec.dataset, spec.case_id)
-    key = case_key(spec, params)
+    try:
+        key = case_key(spec, params)
+    except OSError as exc:  # a raw input that cannot be read (permissions, I/O error)
+        where = spec.relative(Path(exc.filename)) if exc.filename else spec.case_id
+        problem = f"cannot be read: {exc.strerror or exc}"
+        return _unrecorded(
+            spec,
+            None,
+            Problem(spec.dataset, spec.case_id, None, where, problem, Kind.UNREADABLE_FILE),
+        )
     old = read_record(path)
     if old is not None and old.get("key") == key and outputs_intact(out_root, old):
         return CaseOutcome(spec.case_id, old, skipped=True)
@@ -127,6 +140,9 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
         written.discard()
         rows, absent = [], []
         problems.append(Problem(spec.dataset, spec.case_id, None, exc.path, exc.problem, exc.kind))
+    except OutputError:
+        written.discard()
+        raise
     except Exception as exc:  # unforeseen input or a bug: report it, go on with the other cases
         written.discard()
         log.exception("%s/%s: unexpected error", spec.dataset, spec.case_id)
@@ -138,15 +154,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
             f"unexpected {type(exc).__name__}: {exc}",
             Kind.PROCESSING_ERROR,
         )
-        # No record is written, so the next run retries the case.
-        record = {
-            "key": key,
-            "outputs": {},
-            "rows": [],
-            "absent": [],
-            "problems": [problem.as_row()],
-        }
-        return CaseOutcome(spec.case_id, record, skipped=False)
+        return _unrecorded(spec, key, problem)
     record = {
         "key": key,
         "outputs": dict(sorted(written.files.items())),
@@ -158,6 +166,24 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
         remove_output(out_root / rel)
     write_record(path, record)
     return CaseOutcome(spec.case_id, record, skipped=False)
+
+
+def _unrecorded(spec: CaseSpec, key: dict[str, Any] | None, problem: Problem) -> CaseOutcome:
+    """An outcome with one quarantine row and no record written, so the next run retries."""
+    record = {"key": key, "outputs": {}, "rows": [], "absent": [], "problems": [problem.as_row()]}
+    return CaseOutcome(spec.case_id, record, skipped=False)
+
+
+def worker_died(spec: CaseSpec, exc: BaseException) -> CaseOutcome:
+    """The outcome of a case whose worker process died (killed, e.g. out of memory)."""
+    problem = (
+        f"the worker process preparing this case died ({type(exc).__name__}: {exc}); most often "
+        "it ran out of memory: check the image sizes or lower --workers"
+    )
+    where = spec.relative(spec.images[0].path)
+    return _unrecorded(
+        spec, None, Problem(spec.dataset, spec.case_id, None, where, problem, Kind.WORKER_DIED)
+    )
 
 
 def remove_output(path: Path) -> None:

@@ -28,17 +28,25 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 from neurosam3d.data.cases import CaseSpec, Discovery, finalise_cases
-from neurosam3d.data.casework import CaseOutcome, PrepareParams, remove_output, run_case
+from neurosam3d.data.casework import (
+    CaseOutcome,
+    PrepareParams,
+    remove_output,
+    run_case,
+    worker_died,
+)
 from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_config
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
 from neurosam3d.data.records import RECORD_SUFFIX, read_record, records_dir
-from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
+from neurosam3d.io.atomic import TMP_MARKER, ensure_writable_dir, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
 from neurosam3d.taxonomy import categorise
@@ -103,12 +111,37 @@ def _run_all(
     # fork: workers start in milliseconds with everything imported and never re-run __main__;
     # they only use numpy/scipy/nibabel/isal, which are safe to use in a forked child.
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
-        futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
-        for done, future in enumerate(as_completed(futures), 1):
-            outcome = future.result()
-            report(done, outcome)
+    finished: set[str] = set()
+    try:
+        with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
+            futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
+            for future in as_completed(futures):
+                outcome = future.result()
+                finished.add(outcome.case_id)
+                report(len(finished), outcome)
+                yield outcome
+    except BrokenProcessPool:
+        # A worker died (SIGKILL, out of memory): every case in flight fails with it. Retry those
+        # one at a time, each in a fresh single-worker pool, so only the culprit is quarantined.
+        left = [case for case in cases if case.case_id not in finished]
+        log.warning("a worker process died; retrying %d unfinished cases one by one", len(left))
+        for case in left:
+            outcome = _run_isolated(case, out_dir, params, context)
+            finished.add(case.case_id)
+            report(len(finished), outcome)
             yield outcome
+
+
+def _run_isolated(
+    case: CaseSpec, out_dir: Path, params: PrepareParams, context: BaseContext
+) -> CaseOutcome:
+    """``run_case`` in its own worker process; a crash becomes the case's quarantine row."""
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        try:
+            return pool.submit(run_case, case, out_dir, params).result()
+        except BrokenProcessPool as exc:
+            log.error("%s/%s: the worker process died", case.dataset, case.case_id)
+            return worker_died(case, exc)
 
 
 def _remove_vanished(out_dir: Path, dataset: str, keep: set[str]) -> None:
@@ -160,6 +193,10 @@ def prepare_dataset(
     ``workers``: worker processes (default: all cores; 1 runs in this process).
     ``resample_spacing``: target voxel size in mm along (i, j, k), or None to keep the native
     grid. ``compresslevel``: igzip level 1-3 of the written ``.nii.gz`` files.
+
+    Input problems become quarantine rows. A failure to write (disk full, read-only or
+    unwritable ``out_dir``) raises :class:`~neurosam3d.io.atomic.OutputError`: the outputs of
+    finished cases stay valid and a rerun continues from them.
     """
     started = time.perf_counter()
     if not isinstance(config, DatasetConfig):
@@ -168,7 +205,7 @@ def prepare_dataset(
         check_name(config.name, "dataset name")
     except ValueError as exc:
         raise ConfigError(f"{config.source or 'dataset config'}: {exc}") from exc
-    out = Path(out_dir).resolve()
+    out = ensure_writable_dir(Path(out_dir).resolve())
     root = config.resolve_root(raw_root)
     found = finalise_cases(config, LAYOUTS[config.layout](config, root))
     licence = config.licence if config.licence != "unknown" else found.licence or "unknown"

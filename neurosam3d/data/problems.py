@@ -33,6 +33,10 @@ class Kind(enum.StrEnum):
     BAD_CASE_ID = "bad_case_id"
     DUPLICATE_CASE = "duplicate_case"
     PROCESSING_ERROR = "processing_error"
+    TOO_LARGE = "too_large"
+    UNREADABLE_FILE = "unreadable_file"
+    WORKER_DIED = "worker_died"
+    OUTSIDE_ROOT = "outside_root"
 
 
 @dataclass(frozen=True)
@@ -71,13 +75,17 @@ class CaseRejected(Exception):
         self.problem = problem
 
 
+#: :attr:`NiftiError.reason` -> quarantine reason code
+_NIFTI_KINDS = {
+    "missing": Kind.MISSING_FILE,
+    "unreadable": Kind.UNREADABLE_FILE,
+    "gzip": Kind.TRUNCATED_GZIP,
+    "truncated": Kind.TRUNCATED_GZIP,
+    "non_finite": Kind.NON_FINITE_IMAGE,
+    "too_large": Kind.TOO_LARGE,
+}
+
+
 def nifti_error_kind(error: NiftiError) -> Kind:
     """Reason code of a :class:`NiftiError` from ``neurosam3d.io.nifti.load_nifti``."""
-    text = error.problem
-    if "does not exist" in text:
-        return Kind.MISSING_FILE
-    if "gzip" in text:
-        return Kind.TRUNCATED_GZIP
-    if "NaN" in text:
-        return Kind.NON_FINITE_IMAGE
-    return Kind.NOT_NIFTI
+    return _NIFTI_KINDS.get(error.reason, Kind.NOT_NIFTI)
