@@ -82,14 +82,35 @@ def in_validation(case_id: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
+def outside_root(case: CaseSpec) -> Path | None:
+    """The first input of ``case`` that resolves (through symlinks) outside its raw root."""
+    root = case.raw_root.resolve()
+    return next((p for p in case.inputs if not p.resolve().is_relative_to(root)), None)
+
+
 def finalise_cases(config: DatasetConfig, found: Discovery) -> Discovery:
-    """Reject unsafe and duplicate case ids, apply ``val_fraction``; sort cases by (split, id)."""
+    """Reject unsafe and duplicate case ids and (unless the config allows them) inputs whose
+    symlinks lead outside the raw root, apply ``val_fraction``; sort cases by (split, id)."""
     counts = Counter(case.case_id for case in found.cases)
     problems = list(found.problems)
     cases = []
     for case in found.cases:
         source = case.relative(case.images[0].path)
-        if not is_safe_name(case.case_id):
+        escaped = None if config.allow_outside_root else outside_root(case)
+        if escaped is not None:
+            problems.append(
+                Problem(
+                    config.name,
+                    case.case_id,
+                    None,
+                    case.relative(escaped),
+                    f"resolves to {escaped.resolve()}, outside the dataset root "
+                    f"{case.raw_root}; set allow_outside_root: true in the dataset config "
+                    "to accept such links",
+                    Kind.OUTSIDE_ROOT,
+                )
+            )
+        elif not is_safe_name(case.case_id):
             problems.append(
                 Problem(
                     config.name,

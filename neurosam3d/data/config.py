@@ -24,6 +24,7 @@ YAML keys (all but ``name``, ``layout`` and ``root`` optional)::
       Tr: {images: {CT: "imagesTr/{case}.nii.gz"}, label: "labelsTr/{case}.nii.gz"}
     val_fraction: 0.0             # move this fraction of Tr cases to Val (stable hash of case id)
     split_seed: 0
+    allow_outside_root: false     # accept raw files whose symlinks lead outside root
     url: ...                      # documentation only: url, citation, notes
 """
 
@@ -77,6 +78,7 @@ class DatasetConfig:
     splits: dict[str, SplitFiles] | None = None
     val_fraction: float = 0.0
     split_seed: int = 0
+    allow_outside_root: bool = False
     source: Path | None = None  # the YAML file, for messages
 
     def case_modality(self, case_id: str, channel_names: list[str]) -> str:
@@ -177,6 +179,7 @@ def config_from_dict(
             str(k): str(v) for k, v in (doc.get("modality_overrides") or {}).items()
         },
         labels=labels,
+        allow_outside_root=bool(doc.get("allow_outside_root", False)),
         classes=tuple(str(c) for c in doc["classes"]) if doc.get("classes") else None,
         splits=_parse_splits(doc["splits"], where) if doc.get("splits") else None,
         val_fraction=fraction,

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from neurosam3d.data.cases import CaseSpec, Discovery, ImageSource
 from neurosam3d.data.config import ConfigError, DatasetConfig
-from neurosam3d.data.layouts.dataset_json import dataset_licence, read_dataset_json
+from neurosam3d.data.layouts.dataset_json import (
+    dataset_licence,
+    indexed_names,
+    numbered_names,
+    read_dataset_json,
+)
 from neurosam3d.data.layouts.templates import classes_from_label_map
 from neurosam3d.data.problems import Kind, Problem
 
@@ -30,20 +35,22 @@ def _case_id(image: str) -> str:
 def discover_msd(config: DatasetConfig, root: Path) -> Discovery:
     """Cases of the ``training`` list of an MSD task folder."""
     doc = read_dataset_json(root, ("labels", "modality", "training"))
-    channels = [str(n) for _, n in sorted(doc["modality"].items(), key=lambda kv: int(kv[0]))]
+    doc_path = root / "dataset.json"
+    channels = indexed_names(doc, "modality", doc_path)
     if config.labels:
         label_values = dict(config.labels)
         source = config.source.name if config.source else "dataset config"
     else:
-        try:
-            label_values = {int(k): str(v) for k, v in doc["labels"].items() if int(k) != 0}
-        except ValueError as exc:
-            raise ConfigError(f"{root / 'dataset.json'}: 'labels' keys must be integers") from exc
+        label_values = numbered_names(doc, "labels", doc_path)
+        label_values.pop(0, None)  # background
         source = "dataset.json"
     label_map = {name: [value] for value, name in sorted(label_values.items())}
     classes, known, problems = classes_from_label_map(config.name, source, label_map)
     found = Discovery(problems=problems, licence=dataset_licence(doc))
-    for entry in doc["training"]:
+    entries = doc["training"]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ConfigError(f"{doc_path}: 'training' must be a list of {{image, label}} objects")
+    for entry in entries:
         image_rel = str(entry.get("image", "")).removeprefix("./")
         label_rel = str(entry.get("label", "")).removeprefix("./")
         case_id = _case_id(image_rel)
