@@ -8,9 +8,11 @@ dependencies (torch, mlflow, ...) inside the command functions so that ``--help`
 from __future__ import annotations
 
 import logging
+import os
 
 import typer
 
+from neurosam3d.cli.errors import FriendlyErrors
 from neurosam3d.cli.promote import promote
 from neurosam3d.cli.register import register
 
@@ -20,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FriendlyErrors,
+    epilog="Exit codes: 0 ok, 1 failure (outputs not writable, --strict), 2 bad input or usage.",
 )
 
 
@@ -28,8 +32,16 @@ def _root(
     verbose: int = typer.Option(
         0, "--verbose", "-v", count=True, help="More logging (-v info, -vv debug)."
     ),
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show the traceback of expected failures (bad input, unwritable output) as well; "
+        "the same as NEUROSAM3D_DEBUG=1.",
+    ),
 ) -> None:
     """Set up logging for every subcommand."""
+    if debug:
+        os.environ["NEUROSAM3D_DEBUG"] = "1"
     level = logging.WARNING - 10 * min(verbose, 2) if verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

@@ -68,9 +68,11 @@ def _torch_load(path: Path) -> Any:
             f"(tensors, plain containers, argparse.Namespace): {cause}. Nothing in it was run; "
             f"if you trust the file, re-save its weights as safetensors elsewhere."
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, ValueError, OSError, KeyError, IndexError, TypeError) as exc:
+        # Garbage bytes surface from the (weights-only) unpickler as any of these.
         raise CheckpointError(
-            f"cannot read {path}: truncated or not a PyTorch checkpoint ({exc})"
+            f"cannot read {path}: truncated or not a PyTorch checkpoint "
+            f"({type(exc).__name__}: {exc})"
         ) from None
 
 
