@@ -46,6 +46,8 @@ class CaseSpec:
     classes: tuple[ClassSpec, ...] = ()
     known_values: tuple[int, ...] = ()
     class_files: tuple[tuple[ClassSpec, Path], ...] = ()
+    #: resample label grids rotated or sheared against the image (dataset config key)
+    allow_label_resampling: bool = False
 
     def relative(self, path: Path) -> str:
         """``path`` relative to the raw root, POSIX (quarantine and manifest source columns)."""
@@ -138,6 +140,8 @@ def finalise_cases(config: DatasetConfig, found: Discovery) -> Discovery:
                 case.case_id, config.val_fraction, config.split_seed
             ):
                 case = replace(case, split="Val")
+            if config.allow_label_resampling:
+                case = replace(case, allow_label_resampling=True)
             cases.append(case)
     cases.sort(key=lambda c: (c.split, c.case_id))
     return Discovery(cases, sorted(set(problems), key=Problem.sort_key), found.licence)

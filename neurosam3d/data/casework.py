@@ -107,6 +107,8 @@ def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
         "known_values": list(spec.known_values),
         "class_files": [[c.name, spec.relative(p)] for c, p in spec.class_files],
         "inputs": [[spec.relative(p), *file_digest(p)] for p in spec.inputs if p.is_file()],
+        # only when set, so that records of datasets without it keep their keys
+        **({"allow_label_resampling": True} if spec.allow_label_resampling else {}),
     }
 
 

@@ -25,6 +25,7 @@ YAML keys (all but ``name``, ``layout`` and ``root`` optional)::
     val_fraction: 0.0             # move this fraction of Tr cases to Val (stable hash of case id)
     split_seed: 0
     allow_outside_root: false     # accept raw files whose symlinks lead outside root
+    allow_label_resampling: false # resample labels rotated/sheared against their image
     url: ...                      # documentation only: url, citation, notes
 """
 
@@ -79,6 +80,7 @@ class DatasetConfig:
     val_fraction: float = 0.0
     split_seed: int = 0
     allow_outside_root: bool = False
+    allow_label_resampling: bool = False
     source: Path | None = None  # the YAML file, for messages
 
     def case_modality(self, case_id: str, channel_names: list[str]) -> str:
@@ -167,8 +169,8 @@ def config_from_dict(
             labels = {int(k): str(v) for k, v in labels.items()}
         except (AttributeError, TypeError, ValueError) as exc:
             raise _fail(where, "'labels' must map integer values to class names") from exc
-        if any(v <= 0 for v in labels):
-            raise _fail(where, "'labels' values must be positive (0 is background)")
+        if any(not 0 < v <= 2**31 - 1 for v in labels):
+            raise _fail(where, "'labels' values must be in 1..2147483647 (0 is background)")
     return DatasetConfig(
         name=str(doc["name"]),
         layout=str(doc["layout"]),
@@ -180,6 +182,7 @@ def config_from_dict(
         },
         labels=labels,
         allow_outside_root=bool(doc.get("allow_outside_root", False)),
+        allow_label_resampling=bool(doc.get("allow_label_resampling", False)),
         classes=tuple(str(c) for c in doc["classes"]) if doc.get("classes") else None,
         splits=_parse_splits(doc["splits"], where) if doc.get("splits") else None,
         val_fraction=fraction,

@@ -41,6 +41,23 @@ def same_grid(
     return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, atol=AFFINE_ATOL)
 
 
+#: Largest angle (degrees) between a label voxel axis and the nearest image voxel axis for which
+#: nearest-neighbour placement is still a pure reindexing (no rotation, no shear).
+AXIS_ALIGNED_DEG = 0.1
+
+
+def misalignment_deg(src_affine: np.ndarray, dst_affine: np.ndarray) -> float:
+    """The largest angle in degrees between a destination voxel axis, seen in source voxel
+    space, and its nearest source axis: 0 when one grid is a flip, permutation, scaling or
+    shift of the other; more when it is rotated or sheared against it."""
+    linear = _voxel_map(src_affine, dst_affine)[:3, :3]
+    norms = np.linalg.norm(linear, axis=0)
+    if np.any(norms == 0):
+        return 90.0
+    cosines = np.abs(linear).max(axis=0) / norms
+    return float(np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).max())
+
+
 def _voxel_map(src_affine: np.ndarray, dst_affine: np.ndarray) -> np.ndarray:
     """4x4 matrix taking destination voxel indices to source voxel indices."""
     return np.linalg.inv(src_affine) @ dst_affine

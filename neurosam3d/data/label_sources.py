@@ -23,10 +23,26 @@ from neurosam3d.data.problems import CaseRejected, Kind, Problem
 from neurosam3d.data.volumes import integer_labels, read_nifti, squeeze_to_3d
 
 
-def on_grid(data: np.ndarray, affine: np.ndarray, target: Grid, rel: str) -> np.ndarray:
-    """``data`` placed on the target grid (nearest neighbour by world coordinates)."""
+def on_grid(
+    data: np.ndarray, affine: np.ndarray, target: Grid, rel: str, allow_resampling: bool = False
+) -> np.ndarray:
+    """``data`` placed on the target grid (nearest neighbour by world coordinates).
+
+    A label grid rotated or sheared against the image (beyond ``grid.AXIS_ALIGNED_DEG``) is
+    rejected unless ``allow_resampling`` (the dataset config's ``allow_label_resampling``):
+    nearest-neighbour resampling would then move label boundaries by up to half a voxel.
+    """
     if grid.same_grid(data.shape, affine, target.shape, target.affine):
         return data
+    angle = grid.misalignment_deg(affine, target.affine)
+    if angle > grid.AXIS_ALIGNED_DEG and not allow_resampling:
+        raise CaseRejected(
+            Kind.GRID_MISMATCH,
+            rel,
+            f"label grid is rotated or sheared by {angle:.2f} degrees against the image grid; "
+            "set allow_label_resampling: true in the dataset config to resample it (nearest "
+            "neighbour)",
+        )
     if not grid.overlaps(data.shape, affine, target.shape, target.affine):
         raise CaseRejected(
             Kind.GRID_MISMATCH,
@@ -47,7 +63,7 @@ def load_label_map(spec: CaseSpec, path: Path, target: Grid) -> np.ndarray:
     image = read_nifti(path, spec.relative)
     data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "label map")
     labels = integer_labels(data, rel)
-    labels = on_grid(labels, image.affine, target, rel)
+    labels = on_grid(labels, image.affine, target, rel, spec.allow_label_resampling)
     if not labels.any():
         raise CaseRejected(Kind.EMPTY_LABEL, rel, "label map is all zero (no labelled voxel)")
     return labels
@@ -93,7 +109,8 @@ def class_file_masks(
         try:
             image = read_nifti(path, spec.relative)
             data = squeeze_to_3d(np.asanyarray(image.dataobj), rel, Kind.LABEL_4D, "class mask")
-            data = on_grid(integer_labels(data, rel), image.affine, target, rel)
+            labels = integer_labels(data, rel)
+            data = on_grid(labels, image.affine, target, rel, spec.allow_label_resampling)
         except CaseRejected as exc:
             problems.append(
                 Problem(spec.dataset, spec.case_id, cls.name, exc.path, exc.problem, exc.kind)

@@ -259,3 +259,26 @@ def test_refused_checkpoint_is_a_message_with_exit_2_and_debug_shows_the_traceba
     debug = runner.invoke(app, ["--debug", *args], env={"NEUROSAM3D_DEBUG": ""})
     assert debug.exit_code == 1 and debug.exception is not None  # raised, not turned into a message
     os.environ.pop("NEUROSAM3D_DEBUG", None)
+
+
+def _rotated(affine: np.ndarray, degrees: float) -> np.ndarray:
+    """``affine`` rotated about the world z axis through the volume's origin."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    rotation = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return rotation @ affine
+
+
+def test_a_label_rotated_against_its_image_is_refused_unless_resampling_is_allowed(
+    raw: Path, tmp_path: Path, t2s
+) -> None:
+    label = nib.load(t2s[1])
+    rotated = nib.Nifti1Image(np.asanyarray(label.dataobj), _rotated(label.affine, 5.0))
+    nib.save(rotated, raw / "labelsTr" / "tilted.nii.gz")
+    (raw / "imagesTr" / "tilted_0000.nii.gz").write_bytes(t2s[0].read_bytes())
+    report = prepare_dataset(config_for_layout("nnunet", raw), tmp_path / "out", workers=1)
+    (problem,) = report.problems
+    assert problem.kind == "grid_mismatch" and problem.path == "labelsTr/tilted.nii.gz"
+    assert "rotated or sheared by 5.00 degrees" in problem.problem
+    allowed = config_for_layout("nnunet", raw, allow_label_resampling=True)
+    report = prepare_dataset(allowed, tmp_path / "out2", workers=1)
+    assert not report.problems and report.prepared == 2
