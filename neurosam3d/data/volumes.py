@@ -14,13 +14,15 @@ import nibabel as nib
 import numpy as np
 
 from neurosam3d.data.problems import CaseRejected, Kind, nifti_error_kind
-from neurosam3d.io.nifti import NiftiError, load_nifti
+from neurosam3d.io.images import load_image
+from neurosam3d.io.nifti import NiftiError
 
 
 def read_nifti(path: Path, relative: Callable[[Path], str]) -> nib.Nifti1Image:
-    """``load_nifti`` with its errors turned into :class:`CaseRejected`."""
+    """A raw image (NIfTI, or MetaImage/NRRD as nnU-Net accepts them; see
+    :func:`neurosam3d.io.images.load_image`) with its errors turned into :class:`CaseRejected`."""
     try:
-        return load_nifti(path)
+        return load_image(path)
     except NiftiError as exc:
         raise CaseRejected(nifti_error_kind(exc), relative(path), exc.problem) from exc
 

@@ -282,3 +282,40 @@ def test_a_label_rotated_against_its_image_is_refused_unless_resampling_is_allow
     allowed = config_for_layout("nnunet", raw, allow_label_resampling=True)
     report = prepare_dataset(allowed, tmp_path / "out2", workers=1)
     assert not report.problems and report.prepared == 2
+
+
+@pytest.mark.parametrize("ending", [".mha", ".nrrd", ".nii"])
+def test_nnunet_datasets_in_other_file_formats_prepare_like_nifti(
+    tmp_path: Path, t2s, ct_small, ending: str
+) -> None:
+    import SimpleITK as sitk
+
+    def convert(root: Path, ending: str) -> Path:
+        doc = json.loads((root / "dataset.json").read_text())
+        out = tmp_path / f"{root.name}{ending.replace('.', '_')}" / root.name
+        (out / "imagesTr").mkdir(parents=True)
+        (out / "labelsTr").mkdir()
+        (out / "dataset.json").write_text(json.dumps({**doc, "file_ending": ending}))
+        for src in sorted(root.glob("*Tr/*.nii.gz")):
+            dst = out / src.parent.name / src.name.replace(".nii.gz", ending)
+            sitk.WriteImage(sitk.ReadImage(str(src)), str(dst))  # ITK's own NIfTI -> LPS
+        return out
+
+    nifti = write_nnunet(tmp_path / "nifti" / "Dataset902_Formats", {"spinal_cord": 1, "liver": 5})
+    add_case(nifti, "t2s", *t2s)  # LAS, 0.5 x 0.5 x 7.5 mm, float32
+    add_case(nifti, "ct", *ct_small)  # RAS, 3 mm, int16
+    other = convert(nifti, ending)
+    ours = prepare_dataset(config_for_layout("nnunet", other), tmp_path / "a", workers=1)
+    reference = prepare_dataset(config_for_layout("nnunet", nifti), tmp_path / "b", workers=1)
+    def reports(problems):  # the same problems, on files of another suffix
+        return [(p.case_id, p.kind, p.problem, p.path.split(".")[0]) for p in problems]
+
+    assert reports(ours.problems) == reports(reference.problems)
+    assert ours.rows == reference.rows > 0
+    a, b = tmp_path / "a" / "Dataset902_Formats", tmp_path / "b" / "Dataset902_Formats"
+    written = sorted(p.relative_to(b) for p in b.rglob("*.nii.gz"))
+    assert written == sorted(p.relative_to(a) for p in a.rglob("*.nii.gz"))
+    for rel in written:
+        x, y = nib.load(a / rel), nib.load(b / rel)
+        assert np.array_equal(np.asanyarray(x.dataobj), np.asanyarray(y.dataobj)), rel
+        assert np.allclose(x.affine, y.affine, atol=1e-4), rel
