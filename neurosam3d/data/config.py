@@ -170,7 +170,9 @@ def config_from_dict(
         except (AttributeError, TypeError, ValueError) as exc:
             raise _fail(where, "'labels' must map integer values to class names") from exc
         if any(not 0 < v <= 2**31 - 1 for v in labels):
-            raise _fail(where, "'labels' values must be in 1..2147483647 (0 is background)")
+            raise _fail(
+                where, "'labels' values must be positive and at most 2147483647 (0 is background)"
+            )
     return DatasetConfig(
         name=str(doc["name"]),
         layout=str(doc["layout"]),
