@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurosam3d.inference.prompts import check_inside, parse_box, parse_points
+from neurosam3d.inference.prompts import check_affine, check_inside, parse_box, parse_points
 from neurosam3d.inference.segment import Segmentation, segment
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 
@@ -44,6 +44,14 @@ def predict_file(
         channel=channel,
         hint="select one with --channel N",
     )
+    check_affine(image.affine, str(image_path))  # before segmenting, not when saving the mask
+    data = np.asanyarray(image.dataobj)
+    if data.size and data.min() == data.max():
+        logger.warning(
+            "%s is constant (every voxel %s): the mask cannot follow any structure",
+            image_path,
+            data.flat[0],
+        )
     coords, labels = parse_points(points, image.affine, world=world)
     check_inside(coords, image.shape)
     corners = None

@@ -17,15 +17,32 @@ def _floats(text: str, count: int, what: str) -> list[float]:
     if len(parts) != count:
         raise ValueError(f"{what} {text!r}: expected {count} comma-separated values")
     try:
-        return [float(p) for p in parts]
+        values = [float(p) for p in parts]
     except ValueError:
         raise ValueError(f"{what} {text!r}: coordinates must be numbers") from None
+    if not all(np.isfinite(values)):
+        raise ValueError(f"{what} {text!r}: coordinates must be finite numbers (no nan or inf)")
+    return values
 
 
 def world_to_voxel(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """``N x 3`` world mm -> ``N x 3`` original voxel indices through the inverse of ``affine``."""
+    """``N x 3`` world mm -> ``N x 3`` original voxel indices through the inverse of ``affine``.
+
+    Raises ``ValueError`` for a singular affine (no voxel corresponds to a world point)."""
+    check_affine(affine)
     inverse = np.linalg.inv(affine)
     return points @ inverse[:3, :3].T + inverse[:3, 3]
+
+
+def check_affine(affine: np.ndarray, where: str = "the image") -> None:
+    """Raise ``ValueError`` unless ``affine`` is a finite, invertible voxel -> world mapping."""
+    linear = np.asarray(affine, dtype=np.float64)[:3, :3]
+    if not np.isfinite(affine).all() or abs(np.linalg.det(linear)) < 1e-12:
+        raise ValueError(
+            f"{where} has a singular or non-finite affine (voxel -> world matrix "
+            f"{np.round(linear, 4).tolist()}): its voxels have no world positions; fix the "
+            "header (sform/qform) first"
+        )
 
 
 def parse_points(

@@ -307,6 +307,7 @@ def test_nnunet_datasets_in_other_file_formats_prepare_like_nifti(
     other = convert(nifti, ending)
     ours = prepare_dataset(config_for_layout("nnunet", other), tmp_path / "a", workers=1)
     reference = prepare_dataset(config_for_layout("nnunet", nifti), tmp_path / "b", workers=1)
+
     def reports(problems):  # the same problems, on files of another suffix
         return [(p.case_id, p.kind, p.problem, p.path.split(".")[0]) for p in problems]
 
@@ -319,3 +320,28 @@ def test_nnunet_datasets_in_other_file_formats_prepare_like_nifti(
         x, y = nib.load(a / rel), nib.load(b / rel)
         assert np.array_equal(np.asanyarray(x.dataobj), np.asanyarray(y.dataobj)), rel
         assert np.allclose(x.affine, y.affine, atol=1e-4), rel
+
+
+def test_predict_refuses_a_singular_affine_and_nan_clicks_before_segmenting(
+    tmp_path: Path, t2s
+) -> None:
+    import torch
+
+    from neurosam3d.model import build_model, save_safetensors
+
+    torch.manual_seed(0)
+    checkpoint = save_safetensors(build_model("tiny"), tmp_path / "tiny.safetensors")
+    image = nib.load(t2s[0])
+    flat = image.affine.copy()
+    flat[:, 2] = 0  # every slice at one world position
+    singular = tmp_path / "singular.nii.gz"
+    broken = nib.Nifti1Image(np.asanyarray(image.dataobj), None)
+    broken.set_sform(flat, code=1)  # as a broken converter writes it (the qform stays unset)
+    nib.save(broken, singular)
+    base = ["predict", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.nii.gz")]
+    refused = runner.invoke(app, [*base, str(singular), "--point", "24,27,4,+"])
+    assert refused.exit_code == 2 and "singular or non-finite affine" in refused.output
+    assert str(singular) in refused.output
+    nan = runner.invoke(app, [*base, str(t2s[0]), "--point", "24,nan,4,+"])
+    assert nan.exit_code == 2 and "'24,nan,4'" in nan.output and "finite" in nan.output
+    assert not (tmp_path / "m.nii.gz").exists()
