@@ -8,16 +8,30 @@ from __future__ import annotations
 
 import ast
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from neurosam3d.model import build_model
+from neurosam3d.model import MODEL_CONFIGS, build_model
 from neurosam3d.model.dino_encoder import DinoVisionTransformer3D
 
 PARITY = Path(__file__).resolve().parents[2] / "fixtures" / "dino3d_parity"
+#: ``dinov2_vitl3d``'s layout (class token, LayerScale, 7^3 position embedding, chunked blocks)
+#: at a tiny width and a 64^3 input: cheap CPU tests of the code paths
+SMALL_DINO = replace(
+    MODEL_CONFIGS["dinov2_vitl3d"],
+    img_size=64,
+    encoder_embed_dim=64,
+    encoder_depth=4,
+    encoder_num_heads=4,
+    encoder_block_chunks=2,
+    prompt_embed_dim=48,
+    decoder_mlp_dim=64,
+    iou_head_hidden_dim=32,
+)
 
 
 def dino_golden_array(key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -68,3 +82,20 @@ def dino_backbone() -> DinoVisionTransformer3D:
     with torch.device("meta"):
         backbone = build_model("dinov2_vitl3d").image_encoder.backbone
     return fill_golden_backbone(backbone.to_empty(device="cpu")).eval()
+
+
+def teacher_checkpoint(backbone: torch.nn.Module, path: Path) -> Path:
+    """Write ``backbone``'s weights as a 3DINO pretraining checkpoint: ``teacher`` holds
+    ``module.backbone.*`` beside ``module.dino_head.*`` and ``module.ibot_head.*`` heads."""
+    teacher = {f"module.backbone.{k}": v for k, v in backbone.state_dict().items()}
+    for head in ("dino_head", "ibot_head"):
+        teacher[f"module.{head}.mlp.0.weight"] = torch.zeros(8, 4)
+        teacher[f"module.{head}.last_layer.weight_g"] = torch.ones(16, 1)
+    torch.save({"teacher": teacher}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dino_teacher_file(dino_backbone: DinoVisionTransformer3D, tmp_path_factory) -> Path:
+    """The fixture's weights as a 3DINO teacher checkpoint (1.2 GB, in a temporary folder)."""
+    return teacher_checkpoint(dino_backbone, tmp_path_factory.mktemp("dino") / "teacher.pth")

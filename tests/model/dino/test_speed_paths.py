@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
-from neurosam3d.model import MODEL_CONFIGS, build_model
+from neurosam3d.model import build_model
+from tests.model.dino.conftest import SMALL_DINO
 
-SMALL = replace(
-    MODEL_CONFIGS["dinov2_vitl3d"],
-    img_size=64,
-    encoder_embed_dim=64,
-    encoder_depth=4,
-    encoder_num_heads=4,
-    encoder_block_chunks=2,
-    prompt_embed_dim=48,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
+SMALL = SMALL_DINO
 
 
 def _model() -> torch.nn.Module:
