@@ -54,3 +54,14 @@ def test_export_and_load_detect_the_dino_architecture(tmp_path) -> None:
     image = torch.randn(1, 1, 64, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         torch.testing.assert_close(loaded.image_encoder(image), model.image_encoder(image))
+
+
+def test_fused_attention_equals_the_3dino_reference(reference) -> None:
+    """Ours (SDPA) vs ``benchmarks/encoder.py``'s 3DINO forward (explicit softmax attention)."""
+    model = _model().eval()
+    image = torch.randn(2, 1, 64, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        ours = model.image_encoder(image)
+        ref = reference.reference_dino_encoder(model.image_encoder, image)
+    assert ours.shape == (2, 48, 4, 4, 4)
+    torch.testing.assert_close(ours, ref, atol=2e-5, rtol=0)
