@@ -13,18 +13,12 @@ import torch
 
 from neurosam3d.model import MODEL_CONFIGS, build_model
 from neurosam3d.model.dino_encoder import DinoVisionTransformer3D
+from tests.model.test_parity import _close
 
 TOL = 1e-4  # max absolute difference on every array (fixture README)
 NARROW = replace(
     MODEL_CONFIGS["dinov2_vitl3d"], encoder_embed_dim=64, encoder_depth=4, encoder_num_heads=4
 )
-
-
-def _close(name: str, got: torch.Tensor, golden: dict[str, np.ndarray]) -> None:
-    expected = golden[name]
-    assert tuple(got.shape) == expected.shape, name
-    diff = float(np.abs(got.detach().float().numpy() - expected).max())
-    assert diff <= TOL, f"{name}: max abs diff {diff:.3g} > {TOL}"
 
 
 def test_backbone_keys_and_shapes_are_the_3dino_teacher_backbone(
@@ -43,8 +37,8 @@ def test_patch_and_class_tokens_at_112(
 ) -> None:
     with torch.inference_mode():
         out = dino_backbone.forward_features(dino_input)
-        _close("patch_tokens", out["x_norm_patchtokens"], dino_golden)
-        _close("cls_token", out["x_norm_clstoken"], dino_golden)
+        _close("patch_tokens", out["x_norm_patchtokens"], dino_golden, TOL)
+        _close("cls_token", out["x_norm_clstoken"], dino_golden, TOL)
 
 
 def test_seed_geometry_neck_prompt_encoder_and_decoder_at_7_cubed() -> None:

@@ -16,6 +16,7 @@ from neurosam3d.model import (
 )
 from neurosam3d.model.dino_encoder import DinoVisionTransformer3D
 from tests.model.dino.conftest import SMALL_DINO, teacher_checkpoint
+from tests.model.test_parity import _close
 
 TOL = 1e-4  # fixture README
 
@@ -36,9 +37,7 @@ def test_teacher_checkpoint_loads_and_reproduces_the_golden_arrays(
         assert torch.equal(model.image_encoder.backbone.state_dict()[key], tensor), key
     with torch.inference_mode():  # 96^3: position embedding resized to 6^3
         got = model.image_encoder.backbone.patch_tokens(dino_input[:, :, 8:104, 8:104, 8:104])
-    expected = dino_golden["patch_tokens_96"]
-    assert tuple(got.shape) == expected.shape
-    assert float(np.abs(got.numpy() - expected).max()) <= TOL
+    _close("patch_tokens_96", got, dino_golden, TOL)
 
 
 def _small_teacher(tmp_path: Path) -> tuple[DinoVisionTransformer3D, Path]:
