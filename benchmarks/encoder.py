@@ -1,12 +1,16 @@
-"""Benchmark: the fast exact image encoder vs a straightforward padded reference.
+"""Benchmark: the fast exact image encoder vs a straightforward reference.
 
-The reference below is the released model's windowed attention written plainly: pad the token
-grid after ``norm1`` to whole windows, attend over every padded token with the full decomposed
-relative-position bias, crop. It uses the same weights as ours (the same module's parameters).
+``--config sam_med3d`` (default): the reference is the released model's windowed attention
+written plainly: pad the token grid after ``norm1`` to whole windows, attend over every padded
+token with the full decomposed relative-position bias, crop. ``--config dinov2_vitl3d`` (the
+3DINO ViT-L at 112^3): the reference is 3DINO's own attention with xFormers off (its default
+without xFormers): ``softmax(q k^T * scale) v`` materialised, against our fused SDPA. Both use
+the same weights as ours (the same module's parameters).
 
     python benchmarks/encoder.py                                   # CPU, fp32, batch 1
     python benchmarks/encoder.py --threads 1                       # steadier on a busy machine
     python benchmarks/encoder.py --device cuda --dtype fp32,bf16 --batch 1,8
+    python benchmarks/encoder.py --config dinov2_vitl3d            # the seed's 3DINO encoder
 
 Peak memory: one fresh subprocess per variant running one forward, ru_maxrss minus that of a
 baseline process that only builds the weights and the input (CPU), or
@@ -24,6 +28,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from neurosam3d.model.dino_encoder import DinoAttention, DinoBlock3D, DinoImageEncoder3D
 from neurosam3d.model.image_encoder import Attention3D, Block3D, ImageEncoderViT3D
 
 
@@ -86,6 +91,34 @@ def reference_encoder(enc: ImageEncoderViT3D, image: torch.Tensor) -> torch.Tens
     return enc.neck(x.permute(0, 4, 1, 2, 3))
 
 
+def reference_dino_attention(attn: DinoAttention, x: torch.Tensor) -> torch.Tensor:
+    """3DINO's ``Attention.forward`` (no xFormers): explicit logits and softmax."""
+    b, n, c = x.shape
+    qkv = attn.qkv(x).reshape(b, n, 3, attn.num_heads, c // attn.num_heads).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0] * (c // attn.num_heads) ** -0.5, qkv[1], qkv[2]
+    weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+    return attn.proj((weights @ v).transpose(1, 2).reshape(b, n, c))
+
+
+def reference_dino_block(blk: DinoBlock3D, x: torch.Tensor) -> torch.Tensor:
+    x = x + blk.ls1(reference_dino_attention(blk.attn, blk.norm1(x)))
+    return x + blk.ls2(blk.mlp(blk.norm2(x)))
+
+
+def reference_dino_encoder(enc: DinoImageEncoder3D, image: torch.Tensor) -> torch.Tensor:
+    """3DINO's forward of ``enc``'s backbone (same weights) + the neck: ``B x E x G^3``."""
+    bb = enc.backbone
+    grid = tuple(s // bb.patch_size for s in image.shape[-3:])
+    tokens = bb.patch_embed(image)
+    tokens = torch.cat((bb.cls_token.expand(image.shape[0], -1, -1).to(tokens.dtype), tokens), 1)
+    tokens = tokens + bb.interpolate_pos_encoding(grid, tokens.dtype)
+    for blk in bb._flat_blocks():
+        tokens = reference_dino_block(blk, tokens)
+    tokens = bb.norm(tokens)[:, 1:]
+    b, _, c = tokens.shape
+    return enc.neck(tokens.transpose(1, 2).reshape(b, c, *grid))
+
+
 # --------------------------------------------------------------------------------------------
 # Benchmark driver: every variant runs in a fresh subprocess so that peak memory is its own.
 
@@ -93,11 +126,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 WORKERS = ("baseline", "reference", "ours", "timing")
 
 
-def _deterministic_model(seed: int) -> torch.nn.Module:
-    """The released architecture with reproducible non-trivial weights (rel. positions too)."""
+def _deterministic_model(seed: int, config: str = "sam_med3d") -> torch.nn.Module:
+    """Architecture ``config`` with reproducible non-trivial weights (rel. positions too)."""
     from neurosam3d.model import build_model
 
-    model = build_model("sam_med3d")
+    model = build_model(config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
@@ -154,14 +187,18 @@ def _worker(args) -> dict[str, object]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    model = _deterministic_model(args.seed).to(device)
+    model = _deterministic_model(args.seed, args.config).to(device)
+    size = model.img_size
     image = torch.randn(
-        (args.batch, 1, 128, 128, 128), generator=torch.Generator().manual_seed(args.seed + 1)
+        (args.batch, 1, size, size, size), generator=torch.Generator().manual_seed(args.seed + 1)
     ).to(device)
     encoder = model.image_encoder
+    reference = (
+        reference_dino_encoder if model.config.encoder_type == "dinov2" else reference_encoder
+    )
     variants = {
         "ours": _fused_only(encoder, device),
-        "reference": lambda x: reference_encoder(encoder, x),
+        "reference": lambda x: reference(encoder, x),
     }
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     if device.type == "cuda":
@@ -197,7 +234,8 @@ def _time_clicks(model, embedding: torch.Tensor, device: torch.device) -> float:
     import statistics
 
     batch = embedding.shape[0]
-    points = torch.tensor([[[64.0, 64.0, 64.0], [64.0, 64.0, 40.0], [40.0, 64.0, 64.0]]])
+    c = model.img_size / 2
+    points = torch.tensor([[[c, c, c], [c, c, c - 24], [c - 24, c, c]]])
     labels = torch.tensor([[1, 0, 1]])
     points, labels = points.expand(batch, -1, -1).to(device), labels.expand(batch, -1).to(device)
     times = []
@@ -222,6 +260,7 @@ def _run_worker(worker: str, args) -> dict[str, object]:
         sys.executable, __file__, "--worker", worker, "--device", args.device,
         "--dtype", args.dtype, "--batch", str(args.batch), "--repeats", str(args.repeats),
         "--warmup", str(args.warmup), "--seed", str(args.seed), "--threads", str(args.threads),
+        "--config", args.config,
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
@@ -237,6 +276,7 @@ def _compare(args) -> dict[str, object]:
     ours_mem = res["ours"]["peak_bytes"] - base
     timing = res["timing"]
     return {
+        "config": args.config,
         "device": args.device,
         "dtype": args.dtype,
         "batch": args.batch,
@@ -259,6 +299,11 @@ def main() -> None:
     import copy
 
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--config",
+        default="sam_med3d",
+        help="model configuration: sam_med3d (128^3) or dinov2_vitl3d (3DINO ViT-L, 112^3)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", default="fp32", help="comma list of fp32, bf16 (autocast)")
     parser.add_argument("--batch", default="1", help="comma list of batch sizes, e.g. 1,8")
@@ -285,7 +330,7 @@ def main() -> None:
             row = _compare(run)
             rows.append(row)
             print(
-                f"{device_name} {dtype} batch {batch}: reference {row['reference_forward_s']:.3f} s "
+                f"{args.config} {device_name} {dtype} batch {batch}: reference {row['reference_forward_s']:.3f} s "
                 f"{row['reference_peak_mib']:.0f} MiB | ours {row['ours_forward_s']:.3f} s "
                 f"{row['ours_peak_mib']:.0f} MiB | speedup {row['encoder_speedup']}x, memory "
                 f"ratio {row['encoder_peak_mem_ratio']}, max|diff| {row['max_abs_diff']}, "

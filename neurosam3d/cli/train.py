@@ -1,4 +1,8 @@
-"""``neurosam3d train``: one tracked training run from a YAML configuration."""
+"""``neurosam3d train``: one tracked training run from a YAML configuration.
+
+``neurosam3d train --config FILE [--set K=V ...]`` is ours; ``neurosam3d train fit|validate|test``
+takes the seed's Lightning-CLI flags (:mod:`neurosam3d.cli.seed`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,42 @@ import typer
 
 from neurosam3d.cli import app
 
+train_app = typer.Typer(
+    help="Train the promptable 3D model (ours: --config/--set; the seed's: fit/validate/test).",
+    invoke_without_command=True,
+)
+app.add_typer(train_app, name="train")
+_SEED_CONTEXT = {
+    "allow_extra_args": True,
+    "ignore_unknown_options": True,
+    "help_option_names": [],  # --help goes to the seed parser, which lists the seed flags
+}
 
-@app.command("train")
+
+def _seed_command(name: str, summary: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        from neurosam3d.cli.seed import main
+
+        raise typer.Exit(code=main(name, list(ctx.args)))
+
+    command.__doc__ = summary
+    train_app.command(name, context_settings=_SEED_CONTEXT)(command)
+
+
+_seed_command(
+    "fit",
+    "Seed habit: train (--config FILE --SECTION.KEY VALUE ... --ckpt_path to resume); "
+    "`neurosam3d train fit --help` lists the flags.",
+)
+_seed_command("validate", "Seed habit: click-protocol Dice on the validation split (--ckpt_path).")
+_seed_command("test", "Seed habit: click-protocol Dice on the Ts split (--ckpt_path).")
+
+
+@train_app.callback()
 def train(
+    ctx: typer.Context,
     config: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--config",
             "-c",
@@ -21,7 +56,7 @@ def train(
             dir_okay=False,
             help="Training YAML, e.g. configs/demo-cpu.yaml.",
         ),
-    ],
+    ] = None,
     out: Annotated[
         Path,
         typer.Option("--out", "-o", help="Folder for checkpoints/, config.yaml, summary.json."),
@@ -63,6 +98,10 @@ def train(
     Prints the summary (MLflow run id, checkpoints, validation Dice after 1/5/10 clicks before
     and after training) as JSON; the same JSON is written to OUT/summary.json.
     """
+    if ctx.invoked_subcommand is not None:
+        return  # fit / validate / test parse their own flags
+    if config is None:
+        raise typer.BadParameter("--config FILE is required", param_hint="--config")
     import json
     import shlex
     from dataclasses import asdict

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from neurosam3d.model.config import ModelConfig, get_config
+from neurosam3d.model.dino_encoder import DinoImageEncoder3D
 from neurosam3d.model.image_encoder import ImageEncoderViT3D
 from neurosam3d.model.mask_decoder import MaskDecoder3D
 from neurosam3d.model.prompt_encoder import PromptEncoder3D
@@ -13,7 +14,9 @@ def build_model(name: str | ModelConfig = "sam_med3d") -> Sam3D:
     """Return a freshly initialised model for a registered name or a :class:`ModelConfig`.
 
     ``"sam_med3d"`` is the released SAM-Med3D architecture (state-dict keys and shapes as in the
-    released checkpoints); see :data:`neurosam3d.model.MODEL_CONFIGS` for the others.
+    released checkpoints), ``"dinov2_vitl3d"`` the seed's 3DINO ViT-L model; see
+    :data:`neurosam3d.model.MODEL_CONFIGS` for the others.
     """
     cfg = get_config(name) if isinstance(name, str) else name
-    return Sam3D(cfg, ImageEncoderViT3D(cfg), PromptEncoder3D(cfg), MaskDecoder3D(cfg))
+    encoder_cls = DinoImageEncoder3D if cfg.encoder_type == "dinov2" else ImageEncoderViT3D
+    return Sam3D(cfg, encoder_cls(cfg), PromptEncoder3D(cfg), MaskDecoder3D(cfg))

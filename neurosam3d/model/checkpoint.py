@@ -17,7 +17,7 @@ import torch
 
 from neurosam3d.model.builder import build_model
 from neurosam3d.model.config import ModelConfig, get_config
-from neurosam3d.model.detect import detect_config
+from neurosam3d.model.detect import config_from_metadata, detect_config
 from neurosam3d.model.formats import CheckpointError, read_state_dict
 from neurosam3d.model.sam3d import Sam3D
 
@@ -98,8 +98,9 @@ def load_checkpoint(
 
     Args:
         path: checkpoint file.
-        name: registered configuration name or a :class:`ModelConfig`; ``None`` detects it
-            from the weights (:func:`detect_config`).
+        name: registered configuration name or a :class:`ModelConfig`; ``None`` takes the one
+            the file records (:func:`~neurosam3d.model.detect.config_from_metadata`), else
+            detects it from the weights (:func:`detect_config`).
         strict: refuse missing, unexpected or mis-shaped keys (in the loaded components).
         components: load only these submodules (e.g. ``("image_encoder",)``); the others keep
             their fresh initialisation. ``None`` loads the whole model.
@@ -113,8 +114,7 @@ def load_checkpoint(
     """
     contents = read_state_dict(path)
     if name is None:
-        detected, cfg = detect_config(contents.state_dict)
-        logger.info("%s: detected configuration %r", path, detected)
+        cfg = _recorded_or_detected(path, contents)
     else:
         cfg = get_config(name) if isinstance(name, str) else name
     model = build_model(cfg)
@@ -132,6 +132,20 @@ def load_checkpoint(
     loadable = {k: contents.state_dict[k] for k in given & wanted if k not in mismatched}
     model.load_state_dict(loadable, strict=False)
     return model.eval()
+
+
+def _recorded_or_detected(path: str | os.PathLike[str], contents: Any) -> ModelConfig:
+    """The configuration the file records if its weights fit it, else the detected one."""
+    detected, cfg = detect_config(contents.state_dict)
+    recorded = config_from_metadata(contents.metadata)
+    if recorded is not None and recorded.img_size != cfg.img_size:
+        from dataclasses import replace
+
+        if replace(recorded, img_size=cfg.img_size) == cfg or detected == "custom":
+            logger.info("%s: recorded configuration (input %d^3)", path, recorded.img_size)
+            return recorded
+    logger.info("%s: detected configuration %r", path, detected)
+    return cfg
 
 
 @dataclass

@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, checkpointing: bool) -> torch.Tensor:
+    """Apply ``blocks`` in order; with ``checkpointing`` (and gradients on) each block's
+    activations are recomputed in the backward pass instead of stored (activation checkpointing).
+    """
+    recompute = checkpointing and torch.is_grad_enabled()
+    for blk in blocks:
+        x = checkpoint(blk, x, use_reentrant=False) if recompute else blk(x)
+    return x
 
 
 class LayerNorm3d(nn.Module):

@@ -2,7 +2,10 @@
 
 Every named configuration is built by the same modules (:func:`neurosam3d.model.build_model`);
 ``"sam_med3d"`` is the released SAM-Med3D architecture ("vit_b_ori": the SAM-Med3D, -organ,
--brain and -turbo checkpoints), the others are narrower, shallower or smaller-input variants.
+-brain and -turbo checkpoints), ``"small"`` and ``"tiny"`` are narrower, shallower or
+smaller-input variants, and ``"dinov2_vitl3d"`` is the seed's own model: the 3DINO ViT-L 3-D
+backbone (``encoder_type="dinov2"``, :mod:`neurosam3d.model.dino_encoder`) with a SAM-Med3D
+prompt encoder and mask decoder at its 7^3 embedding grid.
 
 Geometry (all sizes in voxels or tokens, cubic volumes):
 
@@ -18,6 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+ENCODER_TYPES = ("sam_med3d", "dinov2")
+INPUT_SCALINGS = ("zscore", "percentile")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -25,6 +31,16 @@ class ModelConfig:
 
     Windowed encoder blocks need ``encoder_window_size`` to either divide the token grid (plain
     windows, no padding) or cover it (one zero-padded window, as in the released model).
+
+    ``encoder_type`` picks the image encoder: ``"sam_med3d"`` (windowed ViT with relative
+    positions and a two-convolution neck) or ``"dinov2"`` (a 3DINO / DINOv2 ViT with a class
+    token, LayerScale and a learned position embedding stored for an
+    ``encoder_pos_embed_size``^3 grid and resized trilinearly to the input's grid, blocks stored
+    in ``encoder_block_chunks`` chunks; neck: one 1x1x1 convolution and a channel LayerNorm).
+    The window and global-attention fields do not apply to it. ``input_scaling`` is the
+    intensity normalisation the model's weights expect (``"zscore"``: SAM-Med3D's per-volume
+    z-score; ``"percentile"``: each volume's 0.05 / 99.95 percentiles mapped to [-1, 1], as
+    3DINO was pretrained), see :func:`neurosam3d.training.intensity.normalise_intensity`.
     """
 
     img_size: int = 128
@@ -46,9 +62,19 @@ class ModelConfig:
     num_multimask_outputs: int = 3
     iou_head_hidden_dim: int = 256
     iou_head_depth: int = 3
+    encoder_type: str = "sam_med3d"
+    encoder_pos_embed_size: int = 0  # dinov2: grid of the stored position embedding (0: own)
+    encoder_block_chunks: int = 0  # dinov2: blocks stored as blocks.{chunk}.{i} (0: blocks.{i})
+    input_scaling: str = "zscore"
 
     def __post_init__(self) -> None:
         problems = []
+        if self.encoder_type not in ENCODER_TYPES:
+            problems.append(f"encoder_type {self.encoder_type!r} is not one of {ENCODER_TYPES}")
+        if self.input_scaling not in INPUT_SCALINGS:
+            problems.append(f"input_scaling {self.input_scaling!r} is not one of {INPUT_SCALINGS}")
+        if self.encoder_block_chunks and self.encoder_depth % self.encoder_block_chunks:
+            problems.append("encoder_depth must be a multiple of encoder_block_chunks")
         if self.img_size % self.patch_size:
             problems.append(
                 f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
@@ -62,7 +88,7 @@ class ModelConfig:
         if self.mask_in_chans % 4:
             problems.append("mask_in_chans must be divisible by 4")
         grid, window = self.embedding_size, self.encoder_window_size
-        if window > 0 and grid % window and grid > window:
+        if self.encoder_type == "sam_med3d" and window > 0 and grid % window and grid > window:
             problems.append(
                 f"encoder_window_size {window} neither divides nor covers the {grid}^3 token grid"
             )
@@ -80,6 +106,11 @@ class ModelConfig:
     def low_res_size(self) -> int:
         """Edge of the low-resolution mask logits and of the mask prompt."""
         return 4 * self.embedding_size
+
+    @property
+    def pos_embed_size(self) -> int:
+        """Edge of the grid the stored position embedding is laid out for."""
+        return self.encoder_pos_embed_size or self.embedding_size
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (JSON/YAML friendly)."""
@@ -115,6 +146,20 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         decoder_mlp_dim=256,
         decoder_num_heads=4,
         iou_head_hidden_dim=64,
+    ),
+    # The seed's model: 3DINO ViT-L (crop 112, 7^3 tokens, 24 blocks in 4 chunks, 304 M
+    # parameters), neck to 384 channels, SAM-Med3D prompt encoder and decoder at 7^3 (masks 28^3).
+    "dinov2_vitl3d": ModelConfig(
+        img_size=112,
+        encoder_type="dinov2",
+        encoder_embed_dim=1024,
+        encoder_depth=24,
+        encoder_num_heads=16,
+        encoder_global_attn_indexes=(),
+        encoder_window_size=0,
+        encoder_pos_embed_size=7,
+        encoder_block_chunks=4,
+        input_scaling="percentile",
     ),
 }
 

@@ -189,6 +189,7 @@ def export_checkpoint(
 
             payload = {
                 "state_dict": {LIGHTNING_PREFIX + k: v for k, v in sd.items()},
+                "neurosam3d_config": cfg.to_dict(),
                 "epoch": epoch,
                 "global_step": 0,
                 "pytorch-lightning_version": version("lightning"),

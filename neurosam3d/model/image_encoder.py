@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurosam3d.model.common import LayerNorm3d, MLPBlock
+from neurosam3d.model.common import LayerNorm3d, MLPBlock, run_blocks
 from neurosam3d.model.config import ModelConfig
 
 
@@ -218,6 +218,7 @@ class ImageEncoderViT3D(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.img_size = cfg.img_size
+        self.grad_checkpointing = False
         grid, dim = cfg.embedding_size, cfg.encoder_embed_dim
         self.patch_embed = PatchEmbed3D(cfg.patch_size, cfg.in_chans, dim)
         self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, grid, dim))
@@ -239,12 +240,15 @@ class ImageEncoderViT3D(nn.Module):
             LayerNorm3d(out),
         )
 
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute block activations in the backward pass (less memory, ~1/3 more compute)."""
+        self.grad_checkpointing = enabled
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-3:] != (self.img_size,) * 3:
             raise ValueError(
                 f"image encoder expects B x C x {self.img_size}^3 input, got {tuple(x.shape)}"
             )
         x = self.patch_embed(x) + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
+        x = run_blocks(self.blocks, x, self.grad_checkpointing)
         return self.neck(x.permute(0, 4, 1, 2, 3))

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurosam3d.model.config import ModelConfig
+from neurosam3d.model.dino_encoder import DinoImageEncoder3D
 from neurosam3d.model.image_encoder import ImageEncoderViT3D
 from neurosam3d.model.mask_decoder import MaskDecoder3D
 from neurosam3d.model.prompt_encoder import PromptEncoder3D
@@ -30,7 +31,7 @@ class Sam3D(nn.Module):
     def __init__(
         self,
         config: ModelConfig,
-        image_encoder: ImageEncoderViT3D,
+        image_encoder: ImageEncoderViT3D | DinoImageEncoder3D,
         prompt_encoder: PromptEncoder3D,
         mask_decoder: MaskDecoder3D,
     ) -> None:

@@ -13,9 +13,12 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from neurosam3d.model.config import ModelConfig
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,32 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelSection:
-    """``name``: a registered model configuration; ``checkpoint``: weights to fine-tune from."""
+    """The network to train.
+
+    ``name``: a registered model configuration (``neurosam3d.model.MODEL_CONFIGS``);
+    ``checkpoint``: whole-model weights to fine-tune from (any format ``load_checkpoint``
+    reads); ``pretrained_encoder``: encoder-only weights loaded after that
+    (``neurosam3d.model.load_pretrained_encoder``: a 3DINO pretraining checkpoint, or the
+    ``image_encoder.*`` of any checkpoint of ours); ``img_size``: another input (crop) edge than
+    the configuration's (a 3DINO encoder resizes its position embedding; a SAM-Med3D one then
+    has a position embedding of another shape and cannot load release weights);
+    ``activation_checkpointing``: recompute encoder activations in the backward pass.
+    """
 
     name: str = "tiny"
     checkpoint: str | None = None
+    pretrained_encoder: str | None = None
+    img_size: int | None = None
+    activation_checkpointing: bool = False
+
+    def architecture(self) -> ModelConfig:
+        """The :class:`~neurosam3d.model.ModelConfig` to build (``name`` with ``img_size``)."""
+        from dataclasses import replace
+
+        from neurosam3d.model.config import get_config
+
+        cfg = get_config(self.name)
+        return replace(cfg, img_size=self.img_size) if self.img_size else cfg
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,20 @@ def _seed(*parts: int) -> int:
 
 
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
-    """A fresh ``cfg.model.name`` network, or one loaded from ``cfg.model.checkpoint``."""
+    """The ``cfg.model`` network: fresh, or loaded from ``checkpoint``, then the encoder from
+    ``pretrained_encoder``; activation checkpointing as configured."""
     from neurosam3d import model as models
 
+    arch = cfg.model.architecture()
     if cfg.model.checkpoint:
         logger.info("fine-tuning from %s", cfg.model.checkpoint)
-        return models.load_checkpoint(cfg.model.checkpoint, name=cfg.model.name)
-    return models.build_model(cfg.model.name)
+        network = models.load_checkpoint(cfg.model.checkpoint, name=arch)
+    else:
+        network = models.build_model(arch)
+    if cfg.model.pretrained_encoder:
+        models.load_pretrained_encoder(network, cfg.model.pretrained_encoder)
+    network.image_encoder.set_activation_checkpointing(cfg.model.activation_checkpointing)
+    return network
 
 
 class InteractiveSegmentationModule(L.LightningModule):

@@ -79,6 +79,8 @@ def _tags(cfg: TrainConfig) -> dict[str, str]:
         tags["neurosam3d.manifest_dvc_md5"] = dvc
     if cfg.model.checkpoint:
         tags["neurosam3d.init_checkpoint"] = str(cfg.model.checkpoint)
+    if cfg.model.pretrained_encoder:
+        tags["neurosam3d.pretrained_encoder"] = str(cfg.model.pretrained_encoder)
     return tags
 
 
@@ -114,7 +116,6 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from neurosam3d.model import get_config
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
     from neurosam3d.training.progress import StepProgress
@@ -136,7 +137,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     atomic_write_text(out / "config.yaml", config_yaml)
 
     module = InteractiveSegmentationModule(cfg.to_dict())
-    data = ManifestDataModule(cfg.data, get_config(cfg.model.name).img_size, cfg.seed)
+    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
     trainer_cfg = cfg.trainer
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
