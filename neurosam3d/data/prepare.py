@@ -16,12 +16,15 @@ Output under ``out_dir`` (docs/manifest.md): the label tree ``<dataset>/images<S
 ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` over every dataset prepared
 into ``out_dir``; and per-case records in ``.prepare/<dataset>/`` that make reruns incremental.
 Cases run in parallel worker processes; rejected inputs go to the quarantine table while the
-rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time
-(different datasets may run concurrently into one folder).
+rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time: a second
+one is refused with :class:`DatasetBusyError` while the first holds the dataset's lock
+(``.prepare/<dataset>.neurosam3d-lock``); different datasets may run concurrently into one folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -37,7 +40,7 @@ from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_conf
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
-from neurosam3d.data.records import RECORD_SUFFIX, read_record, records_dir
+from neurosam3d.data.records import RECORD_SUFFIX, RECORDS_DIR, read_record, records_dir
 from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
@@ -47,6 +50,42 @@ log = logging.getLogger(__name__)
 
 #: Called after each case with (cases done, cases total).
 Progress = Callable[[int, int], None]
+#: Suffix of lock files (``.dvcignore`` leaves them out of DVC's hashes).
+LOCK_SUFFIX = ".neurosam3d-lock"
+
+
+class DatasetBusyError(RuntimeError):
+    """Another process is preparing the same dataset into the same output folder."""
+
+
+@contextlib.contextmanager
+def dataset_lock(out_dir: Path, dataset: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``dataset`` in ``out_dir`` or raise :class:`DatasetBusyError`.
+
+    A non-blocking ``flock`` on ``OUT/.prepare/<dataset>.neurosam3d-lock`` (holding the owner's
+    pid): a second writer fails at once with a clear error instead of racing the first one
+    (deleting its temporary files, interleaving its tables). Released when the process exits.
+    """
+    path = out_dir / RECORDS_DIR / f"{check_name(dataset, 'dataset name')}{LOCK_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise DatasetBusyError(
+                f"dataset {dataset!r} is being prepared into {out_dir} by another process "
+                f"(pid {owner}, lock {path}); wait for it to finish, then run again"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -176,6 +215,24 @@ def prepare_dataset(
         tuple(float(s) for s in resample_spacing) if resample_spacing else None, compresslevel
     )
     log.info("%s: %d cases from %s (layout %s)", config.name, len(found.cases), root, config.layout)
+    with dataset_lock(out, config.name):
+        report = _prepare_locked(config, out, root, found, licence, params, workers, progress)
+    report.seconds = time.perf_counter() - started
+    log.info("%s", report.summary())
+    return report
+
+
+def _prepare_locked(
+    config: DatasetConfig,
+    out: Path,
+    root: Path,
+    found: Discovery,
+    licence: str,
+    params: PrepareParams,
+    workers: int | None,
+    progress: Progress | None,
+) -> PrepareReport:
+    """The body of :func:`prepare_dataset`, run while holding the dataset's lock."""
     _clean_temporaries(out, config.name)
     report = PrepareReport(config.name, out, root, cases=len(found.cases))
     rows_by_split: dict[str, list[dict]] = {case.split: [] for case in found.cases}
@@ -200,8 +257,6 @@ def prepare_dataset(
     report.rejected_cases = rejected
     report.rows = sum(len(rows) for rows in rows_by_split.values())
     report.problems = sorted((Problem(**p) for p in problems), key=Problem.sort_key)
-    report.seconds = time.perf_counter() - started
-    log.info("%s", report.summary())
     return report
 
 

@@ -32,7 +32,7 @@ class TrainConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["combined_manifest"],
+    deps=["combined_manifest", "label_tree"],
     group_name=GROUP,
     kinds={"pytorch", "mlflow"},
     pool="gpu",
@@ -110,9 +110,10 @@ def evaluation_metadata(out: Path) -> dict[str, Any]:
 
 
 @dg.asset(
-    deps=["trained_model", "combined_manifest"],
+    deps=["trained_model", "combined_manifest", "label_tree"],
     group_name=GROUP,
     kinds={"parquet"},
+    pool="evaluate",
     description="Interactive evaluation (DVC stage `evaluate`): per-(case, class, click) Dice and "
     "NSD, per-category tables and the Dice-vs-clicks plot.",
 )

@@ -27,8 +27,8 @@ def registered_model(
     dvc: DvcResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
-    ran = run_stage(context, "register", project, dvc, mlflow)
     out = project.path / project.params()["register"]["out"]
+    ran = run_stage(context, "register", project, dvc, mlflow, receipt=out / "registration.json")
     registration = json.loads((out / "registration.json").read_text())
     return dg.MaterializeResult(
         metadata={

@@ -97,4 +97,5 @@ def test_dataset_partition_materialises_with_passing_checks(with_data: Path) -> 
         "quarantine_growth",
     }
     assert all(c.passed for c in checks)
-    assert (with_data / "work" / "data" / "SCTPaired" / "labelsTr" / "spinal_cord").is_dir()
+    tree = with_data / "work" / "data" / "datasets" / SMALL_DATASET / "SCTPaired"
+    assert (tree / "labelsTr" / "spinal_cord").is_dir()
