@@ -62,27 +62,21 @@ class DatasetBusyError(RuntimeError):
 def dataset_lock(out_dir: Path, dataset: str) -> Iterator[None]:
     """Hold the exclusive lock of ``dataset`` in ``out_dir`` or raise :class:`DatasetBusyError`.
 
-    A non-blocking ``flock`` on ``OUT/.prepare/<dataset>.neurosam3d-lock`` (holding the owner's
-    pid): a second writer fails at once with a clear error instead of racing the first one
-    (deleting its temporary files, interleaving its tables). Released when the process exits.
+    A non-blocking ``flock`` on the empty file ``OUT/.prepare/<dataset>.neurosam3d-lock``: a
+    second writer fails at once with a clear error instead of racing the first one (deleting its
+    temporary files, interleaving its tables). The kernel releases it when the holder exits.
     """
     path = out_dir / RECORDS_DIR / f"{check_name(dataset, 'dataset name')}{LOCK_SUFFIX}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
+    with open(path, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
             raise DatasetBusyError(
                 f"dataset {dataset!r} is being prepared into {out_dir} by another process "
-                f"(pid {owner}, lock {path}); wait for it to finish, then run again"
+                f"(it holds {path}); wait for it to finish, then run again"
             ) from None
         try:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(str(os.getpid()))
-            handle.flush()
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

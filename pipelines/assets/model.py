@@ -53,10 +53,11 @@ def trained_model(
     experiment = bool(config.config) and config.config != params["config"]
     if experiment:  # params.yaml's overrides belong to params.yaml's configuration
         options = {**options, "config": config.config, "set": []}
-    if options == params and dvc.is_up_to_date("train"):
+    if options == params and dvc.is_up_to_date("train") and summary_path.is_file():
         context.log.info("DVC stage train is up to date: reporting its outputs")
         metadata = flatten(json.loads(summary_path.read_text()))
     else:
+        dvc.remove_outs("train")
         command = (
             dvc.stage_command("train")
             if options == params
