@@ -109,5 +109,5 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         [str(REPO / ".venv" / "bin" / "dvc"), "repro"], cwd=project, capture_output=True, text=True
     )
     assert "Data and pipelines are up to date." in repro.stdout
-    again = promote(client, "neurosam3d", project / "mlflow" / "locks")
+    again = promote(client, "neurosam3d")
     assert again.action is Action.ALREADY_CHAMPION
