@@ -95,8 +95,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     ``tracking_uri`` unset means the library's resolution (``$MLFLOW_TRACKING_URI``, else the
     embedded ``sqlite:///<project>/mlflow/mlflow.db``). ``ui_url`` only builds links.
-    ``lock_dir`` is where promotions serialise (see :mod:`neurosam3d.registry.lock`); on a team
-    deployment point it at storage every promoter shares.
+    ``lock_dir`` is where registrations serialise (``NEUROSAM3D_LOCK_DIR`` of the stage commands,
+    see :mod:`neurosam3d.registry.lock`); promotions need no folder, the registry arbitrates them
+    (:mod:`neurosam3d.registry.arbiter`).
     """
 
     tracking_uri: str | None = None
@@ -114,13 +115,9 @@ class MlflowResource(dg.ConfigurableResource):
         uri = self.uri()
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
-    def locks(self) -> Path:
-        from neurosam3d.registry.lock import default_lock_dir
-
-        return Path(self.lock_dir) if self.lock_dir else default_lock_dir(self.uri())
-
     def env(self) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.uri()}
+        found = {"MLFLOW_TRACKING_URI": self.uri()}
+        return found | ({"NEUROSAM3D_LOCK_DIR": self.lock_dir} if self.lock_dir else {})
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -69,3 +69,14 @@ def test_dagster_graph_matches_dvc_graph(project: Path) -> None:
                 dagster_edges.add((up, down))
     assert dagster_edges == dvc_edges
     assert ("prepare", "combine") in dvc_edges and ("evaluate", "register") in dvc_edges
+
+
+def test_instance_runs_one_run_per_dataset_partition_at_a_time(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text((REPO / "pipelines" / "dagster.yaml").read_text())
+    queue = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config()
+    limits = queue.run_queue_config.tag_concurrency_limits
+    assert {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in (limits)
