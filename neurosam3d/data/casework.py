@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from neurosam3d.data.masks import (
 from neurosam3d.data.problems import CaseRejected, Kind, Problem
 from neurosam3d.data.records import (
     FORMAT_VERSION,
-    file_digest,
+    Digest,
+    known_digest,
     outputs_intact,
     read_record,
     record_path,
@@ -76,6 +78,8 @@ class CaseOutcome:
     case_id: str
     record: dict[str, Any]
     skipped: bool
+    #: Digests of the case's raw inputs (absolute path -> size, mtime ns, SHA-256).
+    digests: dict[str, Digest] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,8 +98,19 @@ class _Written:
         self.files.clear()
 
 
-def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
-    """Everything the case's output depends on (hashes every raw input)."""
+def input_digests(spec: CaseSpec, known: Mapping[str, Digest] | None = None) -> dict[str, Digest]:
+    """Digests of the case's raw inputs; a file whose size and mtime match ``known`` is not
+    read (a no-op rerun reads no raw bytes)."""
+    known = known or {}
+    return {str(p): known_digest(p, known.get(str(p))) for p in spec.inputs if p.is_file()}
+
+
+def case_key(
+    spec: CaseSpec, params: PrepareParams, digests: Mapping[str, Digest] | None = None
+) -> dict[str, Any]:
+    """Everything the case's output depends on (size and SHA-256 of every raw input, from
+    ``digests`` when given, else read)."""
+    digests = digests if digests is not None else input_digests(spec)
     return {
         "format": FORMAT_VERSION,
         "params": params.as_key(),
@@ -106,17 +121,29 @@ def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
         "classes": [[c.name, c.raw_name, list(c.values)] for c in spec.classes],
         "known_values": list(spec.known_values),
         "class_files": [[c.name, spec.relative(p)] for c, p in spec.class_files],
-        "inputs": [[spec.relative(p), *file_digest(p)] for p in spec.inputs if p.is_file()],
+        "inputs": [
+            [spec.relative(p), digests[str(p)][0], digests[str(p)][2]]
+            for p in spec.inputs
+            if str(p) in digests
+        ],
     }
 
 
-def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutcome:
-    """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date."""
+def run_case(
+    spec: CaseSpec,
+    out_root: Path,
+    params: PrepareParams,
+    known: Mapping[str, Digest] | None = None,
+) -> CaseOutcome:
+    """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date.
+
+    ``known``: digests of earlier runs (see :func:`input_digests`)."""
     path = record_path(out_root, spec.dataset, spec.case_id)
-    key = case_key(spec, params)
+    digests = input_digests(spec, known)
+    key = case_key(spec, params, digests)
     old = read_record(path)
     if old is not None and old.get("key") == key and outputs_intact(out_root, old):
-        return CaseOutcome(spec.case_id, old, skipped=True)
+        return CaseOutcome(spec.case_id, old, skipped=True, digests=digests)
     written = _Written(out_root)
     problems: list[Problem] = []
     rows: list[dict[str, Any]] = []
@@ -146,7 +173,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
             "absent": [],
             "problems": [problem.as_row()],
         }
-        return CaseOutcome(spec.case_id, record, skipped=False)
+        return CaseOutcome(spec.case_id, record, skipped=False, digests=digests)
     record = {
         "key": key,
         "outputs": dict(sorted(written.files.items())),
@@ -157,7 +184,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
     for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
         remove_output(out_root / rel)
     write_record(path, record)
-    return CaseOutcome(spec.case_id, record, skipped=False)
+    return CaseOutcome(spec.case_id, record, skipped=False, digests=digests)
 
 
 def remove_output(path: Path) -> None:

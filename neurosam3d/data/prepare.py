@@ -40,7 +40,16 @@ from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_conf
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
-from neurosam3d.data.records import RECORD_SUFFIX, RECORDS_DIR, read_record, records_dir
+from neurosam3d.data.records import (
+    RECORD_SUFFIX,
+    RECORDS_DIR,
+    Digest,
+    digests_path,
+    read_digests,
+    read_record,
+    records_dir,
+    write_digests,
+)
 from neurosam3d.io.atomic import TMP_MARKER, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
@@ -111,12 +120,18 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _known_for(case: CaseSpec, known: dict[str, Digest]) -> dict[str, Digest]:
+    """The digests of ``case``'s inputs among ``known`` (what a worker needs, nothing more)."""
+    return {str(p): known[str(p)] for p in case.inputs if str(p) in known}
+
+
 def _run_all(
     cases: list[CaseSpec],
     out_dir: Path,
     params: PrepareParams,
     workers: int,
     progress: Progress | None,
+    known: dict[str, Digest],
 ) -> Iterator[CaseOutcome]:
     total = len(cases)
     step = max(1, total // 10)
@@ -129,7 +144,7 @@ def _run_all(
 
     if workers <= 1 or total <= 1:
         for done, case in enumerate(cases, 1):
-            outcome = run_case(case, out_dir, params)
+            outcome = run_case(case, out_dir, params, _known_for(case, known))
             report(done, outcome)
             yield outcome
         return
@@ -137,7 +152,9 @@ def _run_all(
     # they only use numpy/scipy/nibabel/isal, which are safe to use in a forked child.
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
-        futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
+        futures = [
+            pool.submit(run_case, case, out_dir, params, _known_for(case, known)) for case in cases
+        ]
         for done, future in enumerate(as_completed(futures), 1):
             outcome = future.result()
             report(done, outcome)
@@ -233,7 +250,12 @@ def _prepare_locked(
     absent: list[dict] = []
     problems = [p.as_row() for p in found.problems]
     rejected = 0
-    for outcome in _run_all(found.cases, out, params, workers or default_workers(), progress):
+    cache = digests_path(out, config.name)
+    known = read_digests(cache)
+    digests: dict[str, Digest] = {}
+    cases = _run_all(found.cases, out, params, workers or default_workers(), progress, known)
+    for outcome in cases:
+        digests.update(outcome.digests)
         record = outcome.record
         if outcome.skipped:
             report.skipped += 1
@@ -246,6 +268,8 @@ def _prepare_locked(
         absent.extend(record["absent"])
         problems.extend(record["problems"])
     _remove_vanished(out, config.name, {case.case_id for case in found.cases})
+    if digests != known:
+        write_digests(cache, digests)
     report.tables = write_dataset_tables(out, config.name, rows_by_split, absent, problems)
     report.tables |= rebuild_combined(out)
     report.rejected_cases = rejected

@@ -13,6 +13,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from pipelines import checks
+from pipelines.fingerprint import stat_fingerprint
 from pipelines.partitions import DATASETS
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
 from pipelines.stages import run_stage
@@ -43,6 +44,7 @@ def raw_dataset(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
             "dvc_md5": version,
+            "stat_fingerprint": stat_fingerprint(folder),
             "files": len(files),
             "bytes": sum(p.stat().st_size for p in files),
         },
