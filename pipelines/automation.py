@@ -20,13 +20,24 @@ retrain_job = dg.define_asset_job("retrain", selection=RETRAIN)
 #: A changed dataset end to end: its partition, then retraining on the new combined manifest.
 refresh_dataset_job = dg.define_asset_job("refresh_dataset", selection=PER_DATASET | RETRAIN)
 
-weekly_retraining = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="weekly_retraining",
     job=retrain_job,
     cron_schedule="0 3 * * 1",
     execution_timezone="UTC",
-    description="Retrain, evaluate, register and (if the gate passes) promote every Monday 03:00.",
+    description="Every Monday 03:00: fine-tune from the @champion (a new seeded run when there "
+    "is none), evaluate, register and, if the gate passes, promote; the run records why.",
 )
+def weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """A retraining that retrains: seeded by the tick's time, so every week is a new run."""
+    when = context.scheduled_execution_time
+    reason = f"weekly schedule, {when:%Y-%m-%d %H:%M} UTC"
+    config = {"retrain": "champion", "seed": int(when.timestamp()) % 2**31, "reason": reason}
+    return dg.RunRequest(
+        run_config={"ops": {"trained_model": {"config": config}}},
+        tags={"neurosam3d/retrain_reason": reason},
+    )
 
 
 def _last_fingerprint(instance: dg.DagsterInstance, partition: str) -> str | None:

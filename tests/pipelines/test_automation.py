@@ -28,6 +28,36 @@ def test_weekly_schedule_requests_retraining(project: Path) -> None:
     requests = schedule.evaluate_tick(context).run_requests
     assert requests is not None and len(requests) == 1
     assert schedule.job_name == "retrain"
+    config = requests[0].run_config["ops"]["trained_model"]["config"]
+    assert config["retrain"] == "champion"  # retrains even when no input changed
+    assert config["reason"] == "weekly schedule, 2026-11-30 03:00 UTC"
+    later = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 12, 7, 3, tzinfo=UTC))
+    (next_week,) = schedule.evaluate_tick(later).run_requests or []
+    assert next_week.run_config["ops"]["trained_model"]["config"]["seed"] != config["seed"]
+
+
+def test_retraining_starts_from_the_champion_or_fresh(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from neurosam3d.registry import tags as T
+    from pipelines.retrain import retrain_start
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("seg")
+    fresh = retrain_start(client, "seg", "champion", 7, tmp_path / "retrain")
+    assert fresh.overrides == ("seed=7",) and "has no @champion" in fresh.start
+
+    model = tmp_path / "model"  # a registered pyfunc folder: weights under artifacts/
+    (model / "artifacts").mkdir(parents=True)
+    (model / "artifacts" / "weights.safetensors").write_bytes(b"weights")
+    version = client.create_model_version("seg", model.as_uri()).version
+    client.set_registered_model_alias("seg", T.CHAMPION, version)
+    start = retrain_start(client, "seg", "champion", 7, tmp_path / "retrain")
+    checkpoint = Path(start.overrides[0].removeprefix("model.checkpoint="))
+    assert checkpoint.read_bytes() == b"weights" and tmp_path / "retrain" in checkpoint.parents
+    assert start.overrides[1] == "seed=7"
+    assert start.start == f"fine-tuned from seg v{version} (@champion), seed 7"
 
 
 def test_sensors_add_new_datasets_and_refresh_on_every_raw_change(with_data: Path) -> None:
