@@ -56,10 +56,11 @@ SERVE_PORT ?= 5001
 serve: install
 	mlflow/serve-model.sh "$(SERVE_MODEL)" "$(SERVE_PORT)"
 
-# Forget every demo output (pipeline outputs, DVC cache and remote, MLflow store, Dagster runs).
+# Forget every demo output (pipeline outputs, DVC cache and remote, MLflow store, Dagster runs);
+# the committed dvc.lock stays (the record `dvc pull` restores from a remote).
 clean-demo:
 	rm -rf work data .dagster_home mlflow/mlflow.db mlflow/artifacts mlflow/locks .dvc-remote \
-		.dvc/cache .dvc/tmp dvc.lock
+		.dvc/cache .dvc/tmp
 
 # The same pipeline through DVC: samples/ into data/ (as the demo does), then `dvc repro`.
 dvc-repro: install

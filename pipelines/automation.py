@@ -4,8 +4,9 @@ import json
 
 import dagster as dg
 
+from pipelines.fingerprint import stat_fingerprint
 from pipelines.partitions import DATASETS
-from pipelines.resources import DvcResource, ProjectResource
+from pipelines.resources import ProjectResource
 
 PER_DATASET = dg.AssetSelection.assets("raw_dataset", "label_tree", "dataset_manifest")
 RETRAIN = dg.AssetSelection.assets(
@@ -19,28 +20,40 @@ retrain_job = dg.define_asset_job("retrain", selection=RETRAIN)
 #: A changed dataset end to end: its partition, then retraining on the new combined manifest.
 refresh_dataset_job = dg.define_asset_job("refresh_dataset", selection=PER_DATASET | RETRAIN)
 
-weekly_retraining = dg.ScheduleDefinition(
+
+@dg.schedule(
     name="weekly_retraining",
     job=retrain_job,
     cron_schedule="0 3 * * 1",
     execution_timezone="UTC",
-    description="Retrain, evaluate, register and (if the gate passes) promote every Monday 03:00.",
+    description="Every Monday 03:00: fine-tune from the @champion (a new seeded run when there "
+    "is none), evaluate, register and, if the gate passes, promote; the run records why.",
 )
+def weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """A retraining that retrains: seeded by the tick's time, so every week is a new run."""
+    when = context.scheduled_execution_time
+    reason = f"weekly schedule, {when:%Y-%m-%d %H:%M} UTC"
+    config = {"retrain": "champion", "seed": int(when.timestamp()) % 2**31, "reason": reason}
+    return dg.RunRequest(
+        run_config={"ops": {"trained_model": {"config": config}}},
+        tags={"neurosam3d/retrain_reason": reason},
+    )
 
 
-def _last_data_version(instance: dg.DagsterInstance, partition: str) -> str | None:
-    """The data version recorded by the latest ``raw_dataset`` materialisation of ``partition``."""
+def _last_fingerprint(instance: dg.DagsterInstance, partition: str) -> str | None:
+    """The raw-folder fingerprint recorded by the latest ``raw_dataset`` materialisation."""
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("raw_dataset"), asset_partitions=[partition]),
         limit=1,
     ).records
     if not records or records[0].asset_materialization is None:
         return None
-    return records[0].asset_materialization.tags.get("dagster/data_version")
+    value = records[0].asset_materialization.metadata.get("stat_fingerprint")
+    return None if value is None else str(value.value)
 
 
 def _read_cursor(cursor: str | None) -> dict[str, dict]:
-    """``{dataset: {"version": last seen data version, "changes": changes seen so far}}``."""
+    """``{dataset: {"fingerprint": last seen stat fingerprint, "changes": changes so far}}``."""
     try:
         found = json.loads(cursor) if cursor else {}
     except json.JSONDecodeError:
@@ -51,16 +64,17 @@ def _read_cursor(cursor: str | None) -> dict[str, dict]:
 @dg.sensor(
     job=refresh_dataset_job,
     minimum_interval_seconds=300,
-    description="Retrains when a dataset's raw folder has a DVC hash other than the one last seen "
-    "(a new one, or a revert to an earlier one), or was never seen.",
+    description="Refreshes a dataset whose raw folder changed (file names, sizes or mtimes other "
+    "than last seen, reverts included) or was never seen; reads no file contents.",
 )
 def raw_data_version_sensor(
-    context: dg.SensorEvaluationContext, project: ProjectResource, dvc: DvcResource
+    context: dg.SensorEvaluationContext, project: ProjectResource
 ) -> dg.SensorResult:
-    """The cursor holds each dataset's last seen version and a change counter. A run is requested
-    whenever the version differs from the cursor's (so going back to an earlier hash retrains
-    too); its run key counts the changes, so an A -> B -> A -> B history never repeats a key.
-    With no cursor entry yet, the version of the latest ``raw_dataset`` materialisation stands in.
+    """The cursor holds each dataset's last seen stat fingerprint and a change counter. The tick
+    only walks the folders (:func:`~pipelines.fingerprint.stat_fingerprint`); the run it starts
+    computes the DVC hash (``raw_dataset``) and DVC decides what is stale, so a mere touch
+    re-runs nothing expensive. Run keys count the changes, so no history repeats a key. With no
+    cursor entry yet, the fingerprint of the latest ``raw_dataset`` materialisation stands in.
     """
     known = set(context.instance.get_dynamic_partitions(DATASETS.name))
     seen = _read_cursor(context.cursor)
@@ -69,22 +83,24 @@ def raw_data_version_sensor(
         folder = project.raw_folder(key)
         if key not in known or not folder.is_dir():
             continue
-        version = dvc.folder_hash(folder)
+        fingerprint = stat_fingerprint(folder)
         entry = seen.get(key)
         if entry is None:
-            entry = {"version": _last_data_version(context.instance, key), "changes": 0}
-        previous, changes = entry.get("version"), int(entry.get("changes", 0))
-        if version != previous:
+            entry = {"fingerprint": _last_fingerprint(context.instance, key), "changes": 0}
+        previous, changes = entry.get("fingerprint"), int(entry.get("changes", 0))
+        if fingerprint != previous:
             changes += 1
-            context.log.info("dataset %s: data version %s -> %s", key, previous, version)
+            context.log.info(
+                "dataset %s: raw folder changed (%s -> %s)", key, previous, fingerprint
+            )
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{key}:{changes}:{previous or 'none'}->{version}",
+                    run_key=f"{key}:{changes}:{(previous or 'none')[:12]}->{fingerprint[:12]}",
                     partition_key=key,
-                    tags={"neurosam3d/data_version": version},
+                    tags={"neurosam3d/raw_fingerprint": fingerprint},
                 )
             )
-        seen[key] = {"version": version, "changes": changes}
+        seen[key] = {"fingerprint": fingerprint, "changes": changes}
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
 

@@ -44,15 +44,46 @@ class ProjectResource(dg.ConfigurableResource):
         return load_params(self.path)
 
     def datasets(self) -> list[str]:
-        """The configured raw datasets (``prepare.dataset``): the Dagster partition keys."""
+        """The configured raw datasets (keys of ``prepare.dataset``): the Dagster partition keys
+        and the DVC stages ``prepare@<key>``."""
         return list(self.params()["prepare"]["dataset"])
 
-    def raw_folder(self, dataset: str) -> Path:
-        """The raw folder of ``dataset`` (its config's root under ``prepare.raw-root``)."""
+    def dataset_config_path(self, dataset: str) -> Path:
+        """The project's ``configs/datasets/<dataset>.yaml`` (what stage ``prepare@<dataset>``
+        reads and depends on)."""
+        from neurosam3d.io.paths import check_name
+
+        return self.path / "configs" / "datasets" / f"{check_name(dataset, 'dataset key')}.yaml"
+
+    def dataset_name(self, dataset: str) -> str:
+        """The dataset's name in its config (its folder in the label tree)."""
         from neurosam3d.data.config import load_dataset_config
 
-        raw_root = self.path / self.params()["prepare"]["raw-root"]
-        return raw_root / load_dataset_config(dataset).root
+        return load_dataset_config(self.dataset_config_path(dataset)).name
+
+    def raw_folder(self, dataset: str) -> Path:
+        """The raw folder of ``dataset``: params.yaml's entry under ``prepare.raw-root``, which
+        must be the dataset config's ``root`` (DVC's stage depends on the one, the library
+        reads the other); a mismatch raises ``ValueError`` naming both."""
+        from neurosam3d.data.config import load_dataset_config
+
+        prepare = self.params()["prepare"]
+        listed = str(prepare["dataset"][dataset])
+        root = str(load_dataset_config(self.dataset_config_path(dataset)).root)
+        if Path(listed) != Path(root):
+            raise ValueError(
+                f"params.yaml: prepare.dataset.{dataset} is {listed!r} but "
+                f"configs/datasets/{dataset}.yaml has root {root!r}: make them the same"
+            )
+        return self.path / prepare["raw-root"] / listed
+
+    def dataset_root(self, dataset: str) -> Path:
+        """Where ``dataset`` is prepared (its own ``prepare --out`` root)."""
+        return self.path / self.params()["prepare"]["out"] / dataset
+
+    def combined_root(self) -> Path:
+        """The label-tree root of the combined manifests (``combine.out``)."""
+        return self.path / self.params()["combine"]["out"]
 
     def env(self) -> dict[str, str]:
         """Environment for stage subprocesses: the project folder the library resolves paths in."""
@@ -64,8 +95,9 @@ class MlflowResource(dg.ConfigurableResource):
 
     ``tracking_uri`` unset means the library's resolution (``$MLFLOW_TRACKING_URI``, else the
     embedded ``sqlite:///<project>/mlflow/mlflow.db``). ``ui_url`` only builds links.
-    ``lock_dir`` is where promotions serialise (see :mod:`neurosam3d.registry.lock`); on a team
-    deployment point it at storage every promoter shares.
+    ``lock_dir`` is where registrations serialise (``NEUROSAM3D_LOCK_DIR`` of the stage commands,
+    see :mod:`neurosam3d.registry.lock`); promotions need no folder, the registry arbitrates them
+    (:mod:`neurosam3d.registry.arbiter`).
     """
 
     tracking_uri: str | None = None
@@ -83,13 +115,9 @@ class MlflowResource(dg.ConfigurableResource):
         uri = self.uri()
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
-    def locks(self) -> Path:
-        from neurosam3d.registry.lock import default_lock_dir
-
-        return Path(self.lock_dir) if self.lock_dir else default_lock_dir(self.uri())
-
     def env(self) -> dict[str, str]:
-        return {"MLFLOW_TRACKING_URI": self.uri()}
+        found = {"MLFLOW_TRACKING_URI": self.uri()}
+        return found | ({"NEUROSAM3D_LOCK_DIR": self.lock_dir} if self.lock_dir else {})
 
     def run_url(self, experiment_id: str, run_id: str) -> str:
         return f"{self.ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -148,6 +176,29 @@ class DvcResource(dg.ConfigurableResource):
         """True when ``dvc status`` reports nothing for ``stage`` alone (deps, params, outs)."""
         with self._repo() as repo:
             return not repo.status(targets=[self._target(stage)])
+
+    def stale_stages(self) -> list[str]:
+        """The stages ``dvc status`` reports (changed deps, params, command or outputs), by name
+        (``.dvc`` files by their path in the project)."""
+        with self._repo() as repo:
+            found = repo.status()
+        root = Path(self.root).resolve()
+        names = []
+        for key in found:
+            path, _, name = key.rpartition(":") if ".yaml:" in key else (key, "", "")
+            names.append(name or (Path.cwd() / path).resolve().relative_to(root).as_posix())
+        return sorted(names)
+
+    def remove_outs(self, stage: str) -> None:
+        """Delete ``stage``'s non-persistent outputs before it runs, as ``dvc repro`` does, so
+        that a tool writing a file in place never writes through a link into the DVC cache.
+        Persistent outputs stay: their writer (``neurosam3d prepare``) replaces files by
+        rename, which leaves cached files intact."""
+        with self._repo() as repo:
+            (found,) = repo.stage.collect(self._target(stage))
+            for out in found.outs:
+                if not out.persist and out.exists:
+                    out.remove(ignore_remove=False)
 
     def _cli(self, *args: str) -> None:
         """Run ``dvc ARGS`` in the workspace (the CLI resolves targets against its cwd)."""

@@ -9,6 +9,7 @@ reports the existing outputs.
 
 import os
 import subprocess
+from pathlib import Path
 
 import dagster as dg
 
@@ -53,11 +54,18 @@ def run_stage(
     project: ProjectResource,
     dvc: DvcResource,
     mlflow: MlflowResource,
+    receipt: Path | None = None,
 ) -> bool:
-    """Run ``stage`` unless it is up to date, then commit it; True when the command ran."""
-    if dvc.is_up_to_date(stage):
+    """Run ``stage`` unless it is up to date, then commit it; True when the command ran.
+
+    ``receipt``: a file the command writes that is no DVC output (the registration of this
+    workspace's registry); the stage runs again when it is missing (the command is idempotent).
+    Non-persistent outputs are deleted first, as ``dvc repro`` does.
+    """
+    if dvc.is_up_to_date(stage) and (receipt is None or receipt.is_file()):
         context.log.info("DVC stage %s is up to date: reporting its outputs", stage)
         return False
+    dvc.remove_outs(stage)
     run_command(context, dvc.stage_command(stage), project, mlflow)
     dvc.commit(stage)
     return True

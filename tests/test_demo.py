@@ -99,7 +99,8 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import mlflow.pyfunc
     import nibabel as nib
 
-    image = project / "work" / "data" / "SCTPaired" / "imagesVal" / "sct_t2s.nii.gz"
+    image = project / "work" / "data" / "datasets" / "sample_amos_style_cord" / "SCTPaired"
+    image = image / "imagesVal" / "sct_t2s.nii.gz"
     source = client.get_model_version_download_uri("neurosam3d", champion.version)
     model = mlflow.pyfunc.load_model(source)  # a local path: no global tracking URI needed
     out = model.predict(pd.DataFrame({"image": [str(image)], "points": ["24,27,4,+"]}))
@@ -110,12 +111,12 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     # After the Dagster run DVC has nothing to do, and Dagster would skip every stage.
     dvc = DvcResource(root=str(project))
-    assert all(dvc.is_up_to_date(stage) for stage in ("prepare", "train", "evaluate", "register"))
+    assert dvc.stale_stages() == []
     repro = subprocess.run(
         [str(REPO / ".venv" / "bin" / "dvc"), "repro"], cwd=project, capture_output=True, text=True
     )
     assert "Data and pipelines are up to date." in repro.stdout
-    again = promote(client, "neurosam3d", project / "mlflow" / "locks")
+    again = promote(client, "neurosam3d")
     assert again.action is Action.ALREADY_CHAMPION
 
     # `make serve` (mlflow/serve-model.sh) answers the README's REST request with the mask.

@@ -55,6 +55,13 @@ def main() -> None:
     app()
 
 
-from neurosam3d.cli import checkpoint, evaluate, predict, prepare, train  # noqa: E402, F401  (registers the commands)
+from neurosam3d.cli import (  # noqa: E402, F401  (registers the commands)
+    checkpoint,
+    combine,
+    evaluate,
+    predict,
+    prepare,
+    train,
+)
 
 app.add_typer(checkpoint.app, name="checkpoint")

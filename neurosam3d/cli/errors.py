@@ -4,7 +4,7 @@ Exit codes (the same for every subcommand):
 
 * ``0``: success;
 * ``1``: the command ran but failed: an output could not be written (disk full, read-only or
-  unwritable folder), a run's result is not acceptable (``prepare --strict`` with quarantined
+  unwritable folder), another process holds the dataset being written, a run's result is not acceptable (``prepare --strict`` with quarantined
   inputs), or an unexpected error (a bug: its traceback is shown);
 * ``2``: bad input or usage: an unreadable, malformed or refused file (NIfTI, checkpoint,
   manifest, configuration), a missing file, a wrong option.
@@ -37,8 +37,10 @@ INPUT_ERRORS = frozenset(
         "builtins.NotADirectoryError",
     }
 )
-#: Failures on the output side: exit code 1.
-OUTPUT_ERRORS = frozenset({"neurosam3d.io.atomic.OutputError"})
+#: Failures on the output side, and a writer refused because another holds the dataset: exit 1.
+OUTPUT_ERRORS = frozenset(
+    {"neurosam3d.io.atomic.OutputError", "neurosam3d.data.prepare.DatasetBusyError"}
+)
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2

@@ -151,7 +151,7 @@ def prepare_command(
         load_dataset_config,
         sample_dataset_names,
     )
-    from neurosam3d.data.prepare import prepare_dataset
+    from neurosam3d.data.prepare import DatasetBusyError, prepare_dataset
 
     names = list(dataset or []) + (sample_dataset_names() if all_samples else [])
     if (layout is None) != (root is None):
@@ -194,6 +194,9 @@ def prepare_command(
                 )
             except ConfigError as exc:
                 raise typer.BadParameter(str(exc)) from exc
+            except DatasetBusyError as exc:
+                console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+                raise typer.Exit(1) from exc
         console.print(report.summary())
         for problem in report.problems:
             where = "/".join(p for p in (problem.case_id, problem.class_name) if p)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,21 +32,19 @@ def promote(
         str | None,
         typer.Option("--tracking-uri", help="Default: $MLFLOW_TRACKING_URI or mlflow/mlflow.db."),
     ] = None,
-    lock_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--lock-dir",
-            help="Folder of the promotion locks (default: beside the SQLite store); share it "
-            "between machines that promote the same model.",
-        ),
-    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the gate's paired bootstrap over targets.")
+    ] = 0,
 ) -> None:
-    """Promote a model version to @champion if it passes the gate (no category worse than the
-    champion by more than --margin at 5 clicks, mean not worse, same evaluation manifest and
-    protocol)."""
+    """Promote a model version to @champion if it passes the gate: same evaluation manifest and
+    protocol; the 95% lower bound of the mean Dice difference (paired bootstrap over targets)
+    above -margin; no category worse than the champion by more than --margin at 5 clicks.
+
+    The registry arbitrates racing promoters on any host (a numbered round claimed in MLflow):
+    one wins, the others exit with status 2 having changed nothing."""
     from mlflow import MlflowClient
 
-    from neurosam3d.registry.lock import default_lock_dir
+    from neurosam3d.registry.arbiter import PromotionConflict
     from neurosam3d.registry.promotion import Action
     from neurosam3d.registry.promotion import promote as run_promotion
     from neurosam3d.registry.promotion import rollback as run_rollback
@@ -55,15 +52,17 @@ def promote(
 
     uri = resolve_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    locks = lock_dir or default_lock_dir(uri)
     try:
         if rollback:
-            before, after = run_rollback(client, model, locks, to_version=version)
+            before, after = run_rollback(client, model, to_version=version)
             typer.echo(f"{model}: @champion rolled back from v{before} to v{after}")
             return
         outcome = run_promotion(
-            client, model, locks, version=version, margin=margin, dry_run=dry_run
+            client, model, version=version, margin=margin, dry_run=dry_run, seed=seed
         )
+    except PromotionConflict as err:
+        typer.echo(f"conflict: {err}", err=True)
+        raise typer.Exit(2) from err
     except (LookupError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
@@ -77,5 +76,8 @@ def promote(
         Action.ALREADY_CHAMPION: f"v{outcome.challenger} already is @champion: nothing to do",
         Action.REJECTED: f"rejected: @champion stays {champion}",
         Action.DRY_RUN: f"dry run: the gate {'passes' if outcome.gate.passed else 'fails'}",
+        Action.CONFLICT: f"conflict: another promotion won; @champion stays {champion}",
     }[outcome.action]
     typer.echo(f"\n{verdict}")
+    if outcome.action is Action.CONFLICT:
+        raise typer.Exit(2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from neurosam3d.data.masks import (
 from neurosam3d.data.problems import CaseRejected, Kind, Problem
 from neurosam3d.data.records import (
     FORMAT_VERSION,
-    file_digest,
+    Digest,
+    known_digest,
     outputs_intact,
     read_record,
     record_path,
@@ -76,6 +78,8 @@ class CaseOutcome:
     case_id: str
     record: dict[str, Any]
     skipped: bool
+    #: Digests of the case's raw inputs (absolute path -> size, mtime ns, SHA-256).
+    digests: dict[str, Digest] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,8 +98,19 @@ class _Written:
         self.files.clear()
 
 
-def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
-    """Everything the case's output depends on (hashes every raw input)."""
+def input_digests(spec: CaseSpec, known: Mapping[str, Digest] | None = None) -> dict[str, Digest]:
+    """Digests of the case's raw inputs; a file whose size and mtime match ``known`` is not
+    read (a no-op rerun reads no raw bytes)."""
+    known = known or {}
+    return {str(p): known_digest(p, known.get(str(p))) for p in spec.inputs if p.is_file()}
+
+
+def case_key(
+    spec: CaseSpec, params: PrepareParams, digests: Mapping[str, Digest] | None = None
+) -> dict[str, Any]:
+    """Everything the case's output depends on (size and SHA-256 of every raw input, from
+    ``digests`` when given, else read)."""
+    digests = digests if digests is not None else input_digests(spec)
     return {
         "format": FORMAT_VERSION,
         "params": params.as_key(),
@@ -106,21 +121,31 @@ def case_key(spec: CaseSpec, params: PrepareParams) -> dict[str, Any]:
         "classes": [[c.name, c.raw_name, list(c.values)] for c in spec.classes],
         "known_values": list(spec.known_values),
         "class_files": [[c.name, spec.relative(p)] for c, p in spec.class_files],
-        "inputs": [[spec.relative(p), *file_digest(p)] for p in spec.inputs if p.is_file()],
+        "inputs": [
+            [spec.relative(p), digests[str(p)][0], digests[str(p)][2]]
+            for p in spec.inputs
+            if str(p) in digests
+        ],
         # only when set, so that records of datasets without it keep their keys
         **({"allow_label_resampling": True} if spec.allow_label_resampling else {}),
     }
 
 
-def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutcome:
+def run_case(
+    spec: CaseSpec,
+    out_root: Path,
+    params: PrepareParams,
+    known: Mapping[str, Digest] | None = None,
+) -> CaseOutcome:
     """Prepare ``spec`` under ``out_root`` unless its record shows it is up to date.
 
-    Input problems become quarantine rows; an :class:`~neurosam3d.io.atomic.OutputError` (disk
-    full, read-only or unwritable output) is raised, with this case's partial outputs removed.
+    ``known``: digests of earlier runs (see :func:`input_digests`). Input problems become
+    quarantine rows; an :class:`~neurosam3d.io.atomic.OutputError` (disk full, read-only or
+    unwritable output) is raised, with this case's partial outputs removed.
     """
     path = record_path(out_root, spec.dataset, spec.case_id)
     try:
-        key = case_key(spec, params)
+        digests = input_digests(spec, known)
     except OSError as exc:  # a raw input that cannot be read (permissions, I/O error)
         where = spec.relative(Path(exc.filename)) if exc.filename else spec.case_id
         problem = f"cannot be read: {exc.strerror or exc}"
@@ -129,9 +154,10 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
             None,
             Problem(spec.dataset, spec.case_id, None, where, problem, Kind.UNREADABLE_FILE),
         )
+    key = case_key(spec, params, digests)
     old = read_record(path)
     if old is not None and old.get("key") == key and outputs_intact(out_root, old):
-        return CaseOutcome(spec.case_id, old, skipped=True)
+        return CaseOutcome(spec.case_id, old, skipped=True, digests=digests)
     written = _Written(out_root)
     problems: list[Problem] = []
     rows: list[dict[str, Any]] = []
@@ -156,7 +182,7 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
             f"unexpected {type(exc).__name__}: {exc}",
             Kind.PROCESSING_ERROR,
         )
-        return _unrecorded(spec, key, problem)
+        return _unrecorded(spec, key, problem, digests)
     record = {
         "key": key,
         "outputs": dict(sorted(written.files.items())),
@@ -167,13 +193,18 @@ def run_case(spec: CaseSpec, out_root: Path, params: PrepareParams) -> CaseOutco
     for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
         remove_output(out_root / rel)
     write_record(path, record)
-    return CaseOutcome(spec.case_id, record, skipped=False)
+    return CaseOutcome(spec.case_id, record, skipped=False, digests=digests)
 
 
-def _unrecorded(spec: CaseSpec, key: dict[str, Any] | None, problem: Problem) -> CaseOutcome:
+def _unrecorded(
+    spec: CaseSpec,
+    key: dict[str, Any] | None,
+    problem: Problem,
+    digests: dict[str, Digest] | None = None,
+) -> CaseOutcome:
     """An outcome with one quarantine row and no record written, so the next run retries."""
     record = {"key": key, "outputs": {}, "rows": [], "absent": [], "problems": [problem.as_row()]}
-    return CaseOutcome(spec.case_id, record, skipped=False)
+    return CaseOutcome(spec.case_id, record, skipped=False, digests=digests or {})
 
 
 def worker_died(spec: CaseSpec, exc: BaseException) -> CaseOutcome:

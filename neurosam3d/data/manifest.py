@@ -51,10 +51,20 @@ def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` atomically as zstd Parquet (deterministic for the same rows)."""
+    """Write ``table`` atomically as zstd Parquet (deterministic for the same rows).
+
+    A file that already holds exactly these bytes is left alone (same mtime, same inode: a DVC
+    cache link stays intact and an unchanged dataset's files do not look touched).
+    """
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd")
-    atomic_write_bytes(path, sink.getvalue().to_pybytes(), durable=False)
+    data = sink.getvalue().to_pybytes()
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    atomic_write_bytes(path, data, durable=False)
 
 
 def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:
@@ -87,7 +97,7 @@ def write_dataset_tables(
 
 @contextlib.contextmanager
 def _locked(out_root: Path) -> Iterator[None]:
-    lock = out_root / MANIFESTS_DIR / ".lock"
+    lock = out_root / MANIFESTS_DIR / ".tables.neurosam3d-lock"  # left out of DVC hashes
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

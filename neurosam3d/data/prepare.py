@@ -16,12 +16,15 @@ Output under ``out_dir`` (docs/manifest.md): the label tree ``<dataset>/images<S
 ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` over every dataset prepared
 into ``out_dir``; and per-case records in ``.prepare/<dataset>/`` that make reruns incremental.
 Cases run in parallel worker processes; rejected inputs go to the quarantine table while the
-rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time
-(different datasets may run concurrently into one folder).
+rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time: a second
+one is refused with :class:`DatasetBusyError` while the first holds the dataset's lock
+(``.prepare/<dataset>.neurosam3d-lock``); different datasets may run concurrently into one folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -45,7 +48,16 @@ from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_conf
 from neurosam3d.data.layouts import LAYOUTS
 from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
 from neurosam3d.data.problems import Problem
-from neurosam3d.data.records import RECORD_SUFFIX, read_record, records_dir
+from neurosam3d.data.records import (
+    RECORD_SUFFIX,
+    RECORDS_DIR,
+    Digest,
+    digests_path,
+    read_digests,
+    read_record,
+    records_dir,
+    write_digests,
+)
 from neurosam3d.io.atomic import TMP_MARKER, ensure_writable_dir, remove_stale_temporaries
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
@@ -55,6 +67,36 @@ log = logging.getLogger(__name__)
 
 #: Called after each case with (cases done, cases total).
 Progress = Callable[[int, int], None]
+#: Suffix of lock files (``.dvcignore`` leaves them out of DVC's hashes).
+LOCK_SUFFIX = ".neurosam3d-lock"
+
+
+class DatasetBusyError(RuntimeError):
+    """Another process is preparing the same dataset into the same output folder."""
+
+
+@contextlib.contextmanager
+def dataset_lock(out_dir: Path, dataset: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``dataset`` in ``out_dir`` or raise :class:`DatasetBusyError`.
+
+    A non-blocking ``flock`` on the empty file ``OUT/.prepare/<dataset>.neurosam3d-lock``: a
+    second writer fails at once with a clear error instead of racing the first one (deleting its
+    temporary files, interleaving its tables). The kernel releases it when the holder exits.
+    """
+    path = out_dir / RECORDS_DIR / f"{check_name(dataset, 'dataset name')}{LOCK_SUFFIX}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatasetBusyError(
+                f"dataset {dataset!r} is being prepared into {out_dir} by another process "
+                f"(it holds {path}); wait for it to finish, then run again"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -86,12 +128,18 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _known_for(case: CaseSpec, known: dict[str, Digest]) -> dict[str, Digest]:
+    """The digests of ``case``'s inputs among ``known`` (what a worker needs, nothing more)."""
+    return {str(p): known[str(p)] for p in case.inputs if str(p) in known}
+
+
 def _run_all(
     cases: list[CaseSpec],
     out_dir: Path,
     params: PrepareParams,
     workers: int,
     progress: Progress | None,
+    known: dict[str, Digest],
 ) -> Iterator[CaseOutcome]:
     total = len(cases)
     step = max(1, total // 10)
@@ -104,7 +152,7 @@ def _run_all(
 
     if workers <= 1 or total <= 1:
         for done, case in enumerate(cases, 1):
-            outcome = run_case(case, out_dir, params)
+            outcome = run_case(case, out_dir, params, _known_for(case, known))
             report(done, outcome)
             yield outcome
         return
@@ -114,7 +162,10 @@ def _run_all(
     finished: set[str] = set()
     try:
         with ProcessPoolExecutor(min(workers, total), mp_context=context) as pool:
-            futures = [pool.submit(run_case, case, out_dir, params) for case in cases]
+            futures = [
+                pool.submit(run_case, case, out_dir, params, _known_for(case, known))
+                for case in cases
+            ]
             for future in as_completed(futures):
                 outcome = future.result()
                 finished.add(outcome.case_id)
@@ -126,19 +177,23 @@ def _run_all(
         left = [case for case in cases if case.case_id not in finished]
         log.warning("a worker process died; retrying %d unfinished cases one by one", len(left))
         for case in left:
-            outcome = _run_isolated(case, out_dir, params, context)
+            outcome = _run_isolated(case, out_dir, params, context, _known_for(case, known))
             finished.add(case.case_id)
             report(len(finished), outcome)
             yield outcome
 
 
 def _run_isolated(
-    case: CaseSpec, out_dir: Path, params: PrepareParams, context: BaseContext
+    case: CaseSpec,
+    out_dir: Path,
+    params: PrepareParams,
+    context: BaseContext,
+    known: dict[str, Digest],
 ) -> CaseOutcome:
     """``run_case`` in its own worker process; a crash becomes the case's quarantine row."""
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         try:
-            return pool.submit(run_case, case, out_dir, params).result()
+            return pool.submit(run_case, case, out_dir, params, known).result()
         except BrokenProcessPool as exc:
             log.error("%s/%s: the worker process died", case.dataset, case.case_id)
             return worker_died(case, exc)
@@ -213,13 +268,36 @@ def prepare_dataset(
         tuple(float(s) for s in resample_spacing) if resample_spacing else None, compresslevel
     )
     log.info("%s: %d cases from %s (layout %s)", config.name, len(found.cases), root, config.layout)
+    with dataset_lock(out, config.name):
+        report = _prepare_locked(config, out, root, found, licence, params, workers, progress)
+    report.seconds = time.perf_counter() - started
+    log.info("%s", report.summary())
+    return report
+
+
+def _prepare_locked(
+    config: DatasetConfig,
+    out: Path,
+    root: Path,
+    found: Discovery,
+    licence: str,
+    params: PrepareParams,
+    workers: int | None,
+    progress: Progress | None,
+) -> PrepareReport:
+    """The body of :func:`prepare_dataset`, run while holding the dataset's lock."""
     _clean_temporaries(out, config.name)
     report = PrepareReport(config.name, out, root, cases=len(found.cases))
     rows_by_split: dict[str, list[dict]] = {case.split: [] for case in found.cases}
     absent: list[dict] = []
     problems = [p.as_row() for p in found.problems]
     rejected = 0
-    for outcome in _run_all(found.cases, out, params, workers or default_workers(), progress):
+    cache = digests_path(out, config.name)
+    known = read_digests(cache)
+    digests: dict[str, Digest] = {}
+    cases = _run_all(found.cases, out, params, workers or default_workers(), progress, known)
+    for outcome in cases:
+        digests.update(outcome.digests)
         record = outcome.record
         if outcome.skipped:
             report.skipped += 1
@@ -232,13 +310,13 @@ def prepare_dataset(
         absent.extend(record["absent"])
         problems.extend(record["problems"])
     _remove_vanished(out, config.name, {case.case_id for case in found.cases})
+    if digests != known:
+        write_digests(cache, digests)
     report.tables = write_dataset_tables(out, config.name, rows_by_split, absent, problems)
     report.tables |= rebuild_combined(out)
     report.rejected_cases = rejected
     report.rows = sum(len(rows) for rows in rows_by_split.values())
     report.problems = sorted((Problem(**p) for p in problems), key=Problem.sort_key)
-    report.seconds = time.perf_counter() - started
-    log.info("%s", report.summary())
     return report
 
 

@@ -33,6 +33,40 @@ def records_dir(out_root: Path, dataset: str) -> Path:
     return safe_join(out_root, RECORDS_DIR, dataset)
 
 
+#: What :func:`file_digest` learnt about a file: (size, mtime in ns, SHA-256 hex).
+Digest = tuple[int, int, str]
+#: Per-dataset cache of raw-input digests (``.dvcignore``d: machine-specific mtimes, no output).
+DIGESTS_SUFFIX = ".digests.neurosam3d-cache"
+
+
+def digests_path(out_root: Path, dataset: str) -> Path:
+    """Where the raw-input digest cache of ``dataset`` lives (beside its records)."""
+    return safe_join(out_root, RECORDS_DIR, f"{dataset}{DIGESTS_SUFFIX}")
+
+
+def read_digests(path: Path) -> dict[str, Digest]:
+    """The digest cache (absolute path -> digest); empty when absent or unreadable."""
+    try:
+        found = json.loads(path.read_text())
+        return {str(k): (int(v[0]), int(v[1]), str(v[2])) for k, v in found.items()}
+    except (FileNotFoundError, OSError, ValueError, TypeError, IndexError):
+        return {}
+
+
+def write_digests(path: Path, digests: dict[str, Digest]) -> None:
+    text = json.dumps({k: list(v) for k, v in sorted(digests.items())}, separators=(",", ":"))
+    atomic_write_bytes(path, text.encode(), durable=False)
+
+
+def known_digest(path: Path, known: Digest | None) -> Digest:
+    """``path``'s digest, reusing ``known`` without reading a byte when size and mtime (ns)
+    still match it (the rule DVC and make use); else hashing the file."""
+    stat = path.stat()
+    if known is not None and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+        return known
+    return stat.st_size, stat.st_mtime_ns, file_digest(path)[1]
+
+
 def file_digest(path: Path) -> tuple[int, str]:
     """(size in bytes, SHA-256 hex) of a file."""
     digest = hashlib.sha256()

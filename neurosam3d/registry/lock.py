@@ -1,15 +1,17 @@
-"""An inter-process lock serialising registry writes (promotion, rollback) for one model.
+"""An inter-process lock serialising registrations of one model (create-or-reuse a version).
 
-MLflow has no compare-and-set on aliases, so "read the champion, gate, move the alias" must not
-interleave between two promoters. An exclusive ``flock`` on a file does that for every process
-that sees the same file: all processes on one machine, or all machines sharing the lock folder
-(NFS/EFS). The embedded SQLite store keeps its locks beside the database.
+Moving aliases (promotion, rollback, rescoring) does not use it: the registry arbitrates those
+(:mod:`neurosam3d.registry.arbiter`). Registration only needs it to avoid two versions of one
+checkpoint: an exclusive ``flock`` on a file, for every process that sees the same file. The
+folder is ``$NEUROSAM3D_LOCK_DIR`` when set; else the embedded SQLite store keeps its locks
+beside the database, and other stores use a per-user folder.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -21,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def default_lock_dir(tracking_uri: str) -> Path:
-    """Beside the SQLite database for ``sqlite:///`` URIs; a per-user folder otherwise."""
+    """``$NEUROSAM3D_LOCK_DIR``; else beside the SQLite database for ``sqlite:///`` URIs; else a
+    per-user folder."""
+    if os.environ.get("NEUROSAM3D_LOCK_DIR"):
+        return Path(os.environ["NEUROSAM3D_LOCK_DIR"])
     parsed = urlparse(tracking_uri)
     if parsed.scheme == "sqlite" and parsed.path not in ("", "/:memory:"):
         return Path(parsed.path).parent / "locks"

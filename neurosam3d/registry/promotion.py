@@ -1,10 +1,12 @@
 """Promotion by alias (``@challenger`` -> ``@champion``) behind the gate, and rollback.
 
-Each write happens under :func:`~neurosam3d.registry.lock.registry_lock`, and the champion is read
-*inside* the lock, so two racing promotions are serialised: the second one is gated against the
-first one's result (one wins; the registry never holds a half-made promotion). Moving the alias is
-the single commit point: the version's tags are written first, so a crash leaves at worst a tag
-that the next attempt overwrites. Promoting the current champion again changes nothing.
+Every move of ``@champion`` is a round arbitrated by the registry
+(:mod:`neurosam3d.registry.arbiter`): the round counter is read before the champion, and the alias
+moves only if this process wins the next round. Of racing promoters on any hosts exactly one
+wins; the others change nothing and report :attr:`Action.CONFLICT` (run again to be gated
+against the new champion). Moving the alias is the single commit point: the version's tags are
+written first, so a crash leaves at worst a tag that the next attempt overwrites. Promoting the
+current champion again changes nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neurosam3d.registry import tags as T
+from neurosam3d.registry.arbiter import (
+    PromotionConflict,
+    current_round,
+    move_alias,
+    promotion_round,
+)
 from neurosam3d.registry.gate import EvalScores, GateResult, compare
-from neurosam3d.registry.lock import registry_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -32,6 +38,8 @@ class Action(StrEnum):
     ALREADY_CHAMPION = "already_champion"
     REJECTED = "rejected"
     DRY_RUN = "dry_run"
+    #: Another promotion or rollback won the round: nothing changed.
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True)
@@ -65,66 +73,76 @@ def _now() -> str:
 def promote(
     client: MlflowClient,
     name: str,
-    lock_dir: Path,
     version: str | None = None,
     margin: float = 0.02,
     dry_run: bool = False,
+    seed: int = 0,
 ) -> PromotionOutcome:
-    """Gate ``version`` (default: ``@challenger``) against ``@champion`` and move the alias if it passes.
+    """Gate ``version`` (default: ``@challenger``) against ``@champion`` and move the alias if it
+    passes and this process wins the registry's promotion round.
 
-    ``margin`` is the largest allowed per-category Dice drop at the evaluation's click count.
-    A version that was rolled back is never promoted again by this function (promote another).
+    ``margin`` is the largest allowed Dice drop (the lower confidence bound of the mean
+    difference, and each category's drop) at the evaluation's click count; ``seed`` seeds the
+    gate's bootstrap. A version that was rolled back is never promoted again by this function.
     """
     if version is None:
         found = version_by_alias(client, name, T.CHALLENGER)
         if found is None:
             raise LookupError(f"model {name!r} has no @{T.CHALLENGER}: register a model first")
         version = str(found.version)
-    with registry_lock(lock_dir, name):
-        challenger = client.get_model_version(name, version)
-        champion = version_by_alias(client, name, T.CHAMPION)
-        before = str(champion.version) if champion is not None else None
-        new_scores = T.scores_from_tags(challenger.tags, f"{name} v{version}")
-        old_scores = (
-            T.scores_from_tags(champion.tags, f"{name} v{before}") if champion is not None else None
+    seen = current_round(client, name)  # before the champion: a later move makes our round stale
+    challenger = client.get_model_version(name, version)
+    champion = version_by_alias(client, name, T.CHAMPION)
+    before = str(champion.version) if champion is not None else None
+    new_scores = T.scores_from_tags(challenger.tags, f"{name} v{version}")
+    old_scores = (
+        T.scores_from_tags(champion.tags, f"{name} v{before}") if champion is not None else None
+    )
+    gate = compare(old_scores, new_scores, margin, seed=seed)
+    if before == version:
+        return PromotionOutcome(name, version, before, before, Action.ALREADY_CHAMPION, gate)
+    if T.ROLLED_BACK_AT in challenger.tags:
+        reason = f"v{version} was rolled back at {challenger.tags[T.ROLLED_BACK_AT]}"
+        gate = replace(gate, passed=False, reasons=(*gate.reasons, reason))
+    if dry_run:
+        return PromotionOutcome(name, version, before, before, Action.DRY_RUN, gate)
+    if not gate.passed:
+        log.warning("%s v%s not promoted: %s", name, version, "; ".join(gate.reasons))
+        return PromotionOutcome(name, version, before, before, Action.REJECTED, gate)
+    try:
+        with promotion_round(client, name, seen) as number:
+            client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, before or "")
+            client.set_model_version_tag(name, version, T.PROMOTED_AT, _now())
+            move_alias(client, name, T.CHAMPION, version)
+    except PromotionConflict as err:
+        log.warning("%s v%s not promoted: %s", name, version, err)
+        gate = replace(gate, reasons=(*gate.reasons, str(err)))
+        return PromotionOutcome(name, version, before, before, Action.CONFLICT, gate)
+    log.info("%s: round %d, @%s %s -> v%s", name, number, T.CHAMPION, before, version)
+    return PromotionOutcome(name, version, before, version, Action.PROMOTED, gate)
+
+
+def rollback(client: MlflowClient, name: str, to_version: str | None = None) -> tuple[str, str]:
+    """Move ``@champion`` back (to the champion it replaced, or ``to_version``); return (from, to).
+
+    A registry round like a promotion: :class:`PromotionConflict` if another one won it.
+    """
+    seen = current_round(client, name)
+    champion = version_by_alias(client, name, T.CHAMPION)
+    if champion is None:
+        raise LookupError(f"model {name!r} has no @{T.CHAMPION} to roll back")
+    current = str(champion.version)
+    target = to_version or champion.tags.get(T.PREVIOUS_CHAMPION, "")
+    if not target:
+        raise LookupError(
+            f"{name} v{current} replaced no earlier champion: pass the version to roll back to"
         )
-        gate = compare(old_scores, new_scores, margin)
-        if before == version:
-            return PromotionOutcome(name, version, before, before, Action.ALREADY_CHAMPION, gate)
-        if T.ROLLED_BACK_AT in challenger.tags:
-            reason = f"v{version} was rolled back at {challenger.tags[T.ROLLED_BACK_AT]}"
-            gate = replace(gate, passed=False, reasons=(*gate.reasons, reason))
-        if dry_run:
-            return PromotionOutcome(name, version, before, before, Action.DRY_RUN, gate)
-        if not gate.passed:
-            log.warning("%s v%s not promoted: %s", name, version, "; ".join(gate.reasons))
-            return PromotionOutcome(name, version, before, before, Action.REJECTED, gate)
-        client.set_model_version_tag(name, version, T.PREVIOUS_CHAMPION, before or "")
-        client.set_model_version_tag(name, version, T.PROMOTED_AT, _now())
-        client.set_registered_model_alias(name, T.CHAMPION, version)
-        log.info("%s: @%s %s -> v%s", name, T.CHAMPION, before and f"v{before}", version)
-        return PromotionOutcome(name, version, before, version, Action.PROMOTED, gate)
-
-
-def rollback(
-    client: MlflowClient, name: str, lock_dir: Path, to_version: str | None = None
-) -> tuple[str, str]:
-    """Move ``@champion`` back (to the champion it replaced, or ``to_version``); return (from, to)."""
-    with registry_lock(lock_dir, name):
-        champion = version_by_alias(client, name, T.CHAMPION)
-        if champion is None:
-            raise LookupError(f"model {name!r} has no @{T.CHAMPION} to roll back")
-        current = str(champion.version)
-        target = to_version or champion.tags.get(T.PREVIOUS_CHAMPION, "")
-        if not target:
-            raise LookupError(
-                f"{name} v{current} replaced no earlier champion: pass the version to roll back to"
-            )
-        client.get_model_version(name, target)  # fails clearly if it does not exist
+    client.get_model_version(name, target)  # fails clearly if it does not exist
+    with promotion_round(client, name, seen):
         client.set_model_version_tag(name, current, T.ROLLED_BACK_AT, _now())
-        client.set_registered_model_alias(name, T.CHAMPION, target)
-        log.info("%s: rolled @%s back from v%s to v%s", name, T.CHAMPION, current, target)
-        return current, target
+        move_alias(client, name, T.CHAMPION, target)
+    log.info("%s: rolled @%s back from v%s to v%s", name, T.CHAMPION, current, target)
+    return current, target
 
 
 def set_scores(client: MlflowClient, name: str, version: str, scores: EvalScores) -> None:
@@ -132,19 +150,23 @@ def set_scores(client: MlflowClient, name: str, version: str, scores: EvalScores
     current = client.get_model_version(name, version).tags
     new = T.scores_to_tags(scores)
     for key in current:
-        stale = key.startswith(T.EVAL_CATEGORY_PREFIX) or key == T.EVAL_PROTOCOL_SHA256
+        stale = key.startswith(T.EVAL_CATEGORY_PREFIX) or key in (
+            T.EVAL_PROTOCOL_SHA256,
+            T.EVAL_TARGETS,
+        )
         if stale and key not in new:
             client.delete_model_version_tag(name, version, key)
     for key, value in new.items():
         client.set_model_version_tag(name, version, key, value)
 
 
-def rescore(
-    client: MlflowClient, name: str, version: str, scores: EvalScores, lock_dir: Path
-) -> None:
+def rescore(client: MlflowClient, name: str, version: str, scores: EvalScores) -> None:
     """Replace the evaluation tags of ``name`` v``version`` (e.g. the champion re-evaluated on a
-    new evaluation manifest or protocol, so that the gate compares like with like)."""
-    with registry_lock(lock_dir, name):
+    new evaluation manifest or protocol, so that the gate compares like with like).
+
+    A registry round: a promotion gated on the old scores meanwhile cannot move the alias.
+    """
+    with promotion_round(client, name, current_round(client, name)):
         set_scores(client, name, version, scores)
         log.info(
             "%s v%s rescored on manifest %s, protocol %s",

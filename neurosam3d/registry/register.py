@@ -20,13 +20,13 @@ import hashlib
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from neurosam3d.registry import tags as T
-from neurosam3d.registry.gate import EvalScores
+from neurosam3d.registry.gate import EvalScores, TargetScore
 from neurosam3d.registry.lock import registry_lock
 from neurosam3d.registry.promotion import set_scores
 
@@ -70,6 +70,35 @@ def protocol_sha256(protocol: dict[str, Any]) -> str:
 
     text = json.dumps(canonical(protocol), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def targets_from_results(results: Path, clicks: int) -> tuple[TargetScore, ...]:
+    """Per-target Dice after ``clicks`` clicks from an evaluation's ``results.parquet`` (one
+    model); empty when the file does not exist."""
+    if not results.is_file():
+        return ()
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    columns = ["dataset", "split", "case_id", "class_name", "category", "click", "dice"]
+    table = pq.read_table(results, columns=columns)
+    table = table.filter(pc.equal(table["click"], clicks)).to_pylist()
+    return tuple(
+        TargetScore(
+            "/".join((r["dataset"], r["split"], r["case_id"], r["class_name"])),
+            r["category"],
+            float("nan") if r["dice"] is None else float(r["dice"]),
+        )
+        for r in table
+    )
+
+
+def scores_from_evaluation(evaluation_dir: Path) -> EvalScores:
+    """The gate's view of an evaluation folder: ``summary.json`` plus the per-target Dice of
+    ``results.parquet`` at the gate's clicks (for the paired bootstrap)."""
+    scores = scores_from_summary(json.loads((evaluation_dir / "summary.json").read_text()))
+    targets = targets_from_results(evaluation_dir / "results.parquet", scores.clicks)
+    return replace(scores, targets=targets)
 
 
 def scores_from_summary(summary: dict[str, Any]) -> EvalScores:
@@ -164,7 +193,7 @@ def register_model(
     from neurosam3d.registry.pyfunc import PromptableSegmenter
 
     trained = json.loads(train_summary.read_text())
-    evaluation = json.loads((evaluation_dir / "summary.json").read_text())
+    evaluation = scores_from_evaluation(evaluation_dir)
     checkpoint = checkpoint or Path(trained["best_checkpoint"])
     digest = file_sha256(checkpoint)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -181,7 +210,7 @@ def register_model(
         if existing is not None:
             version, created = str(existing.version), False
             log.info("%s v%s already holds checkpoint %s", name, version, digest[:12])
-            set_scores(client, name, version, scores_from_summary(evaluation))
+            set_scores(client, name, version, evaluation)
         else:
             run_tags = client.get_run(run_id).data.tags
             version_tags = {
@@ -189,7 +218,7 @@ def register_model(
                 T.DATA_VERSION: data_version or "unknown",
                 T.GIT_COMMIT: git_commit or run_tags.get("mlflow.source.git.commit", "unknown"),
                 T.TRAIN_MANIFEST_SHA256: run_tags.get("neurosam3d.manifest_sha256", "unknown"),
-                **T.scores_to_tags(scores_from_summary(evaluation)),
+                **T.scores_to_tags(evaluation),
             }
             signature = ModelSignature(
                 inputs=Schema([ColSpec("string", "image"), ColSpec("string", "points")]),

@@ -6,9 +6,13 @@ downloading anything. Tag values are strings; floats are written with ``repr`` (
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 
-from neurosam3d.registry.gate import EvalScores
+from neurosam3d.registry.gate import EvalScores, TargetScore
+
+log = logging.getLogger(__name__)
 
 PREFIX = "neurosam3d."
 DATA_VERSION = PREFIX + "data_version"
@@ -21,6 +25,11 @@ EVAL_CLICKS = PREFIX + "eval.clicks"
 EVAL_PROTOCOL_SHA256 = PREFIX + "eval.protocol_sha256"
 EVAL_MEAN = PREFIX + "eval.dice.mean"
 EVAL_CATEGORY_PREFIX = PREFIX + "eval.dice.category."
+#: Per-target Dice at the gate's clicks, JSON ``[[key, category, dice], ...]`` (the gate's
+#: paired bootstrap); left out (with a warning) when over MLflow's tag length limit.
+EVAL_TARGETS = PREFIX + "eval.targets"
+#: MLflow's limit on a model-version tag value (characters).
+MAX_TAG_VALUE = 100_000
 #: On a version that became champion: the champion it replaced (what rollback returns to).
 PREVIOUS_CHAMPION = PREFIX + "previous_champion"
 PROMOTED_AT = PREFIX + "promoted_at"
@@ -42,7 +51,30 @@ def scores_to_tags(scores: EvalScores) -> dict[str, str]:
         tags[EVAL_PROTOCOL_SHA256] = scores.protocol_sha256
     for name, value in scores.categories.items():
         tags[EVAL_CATEGORY_PREFIX + name] = repr(float(value))
+    if scores.targets:
+        rows = [
+            [t.key, t.category, None if math.isnan(t.dice) else round(float(t.dice), 6)]
+            for t in sorted(scores.targets, key=lambda t: t.key)
+        ]
+        text = json.dumps(rows, separators=(",", ":"))
+        if len(text) <= MAX_TAG_VALUE:
+            tags[EVAL_TARGETS] = text
+        else:
+            log.warning(
+                "%d per-target scores exceed MLflow's tag limit: the gate will compare means "
+                "without a noise estimate",
+                len(rows),
+            )
     return tags
+
+
+def _targets(text: str | None) -> tuple[TargetScore, ...]:
+    if not text:
+        return ()
+    return tuple(
+        TargetScore(str(key), str(category), math.nan if dice is None else float(dice))
+        for key, category, dice in json.loads(text)
+    )
 
 
 def scores_from_tags(tags: dict[str, str], what: str) -> EvalScores:
@@ -64,6 +96,7 @@ def scores_from_tags(tags: dict[str, str], what: str) -> EvalScores:
         mean=_float(tags[EVAL_MEAN]),
         categories=categories,
         protocol_sha256=tags.get(EVAL_PROTOCOL_SHA256) or None,
+        targets=_targets(tags.get(EVAL_TARGETS)),
     )
 
 

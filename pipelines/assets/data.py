@@ -1,9 +1,9 @@
 """Raw datasets, their label trees and manifests (one partition per dataset), the combined manifest.
 
-Every dataset is prepared into the one label-tree root ``prepare.out`` (``work/data``), which the
-DVC stage ``prepare`` versions as a whole. A partition runs ``neurosam3d prepare`` for its dataset
-only (the DVC stage's command restricted to that dataset); ``combined_manifest`` then runs the DVC
-stage itself, which finds every case unchanged, rebuilds the combined tables and is committed.
+A partition is the DVC stage ``prepare@<key>``: ``neurosam3d prepare`` of that dataset into its
+own root ``prepare.out/<key>`` (persistent, so unchanged cases are skipped), committed to
+dvc.lock. ``combined_manifest`` is the stage ``combine`` (``neurosam3d combine``), which re-roots
+every dataset's tables into ``combine.out`` (``work/data``) and rebuilds the combined tables.
 """
 
 from pathlib import Path
@@ -13,13 +13,12 @@ import dagster as dg
 import pyarrow.parquet as pq
 
 from pipelines import checks
-from pipelines.params import cli_options
+from pipelines.fingerprint import stat_fingerprint
 from pipelines.partitions import DATASETS
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
-from pipelines.stages import run_command, run_stage
+from pipelines.stages import run_stage
 
 GROUP = "data"
-CLI = ".venv/bin/neurosam3d"
 
 
 @dg.asset(
@@ -45,6 +44,7 @@ def raw_dataset(
         metadata={
             "path": dg.MetadataValue.path(str(folder)),
             "dvc_md5": version,
+            "stat_fingerprint": stat_fingerprint(folder),
             "files": len(files),
             "bytes": sum(p.stat().st_size for p in files),
         },
@@ -99,23 +99,22 @@ def table_metadata(manifests: list[Path], quarantine: Path) -> dict[str, Any]:
 def prepared_dataset(
     context: dg.AssetExecutionContext,
     project: ProjectResource,
+    dvc: DvcResource,
     mlflow: MlflowResource,
 ):
-    """``neurosam3d prepare`` of this dataset into the shared label-tree root."""
-    from neurosam3d.data.config import load_dataset_config
-
+    """DVC stage ``prepare@<partition>``: ``neurosam3d prepare`` of this dataset into its root."""
     key = context.partition_key
-    options = {**project.params()["prepare"], "dataset": [key]}
-    run_command(context, " ".join([CLI, "prepare", *cli_options(options)]), project, mlflow)
-    root = project.path / options["out"]
-    name = load_dataset_config(key).name
+    project.raw_folder(key)  # params.yaml and the dataset config name the same raw folder
+    ran = run_stage(context, f"prepare@{key}", project, dvc, mlflow)
+    root = project.dataset_root(key)
+    name = project.dataset_name(key)
     tables = checks.dataset_tables(root, name)
     summary = table_metadata(tables["manifests"], tables["quarantine"])
     yield dg.MaterializeResult(
         asset_key="label_tree",
-        metadata={"path": dg.MetadataValue.path(str(root / name)), "dataset": name},
+        metadata={"path": dg.MetadataValue.path(str(root / name)), "dataset": name, "ran": ran},
     )
-    yield dg.MaterializeResult(asset_key="dataset_manifest", metadata=summary)
+    yield dg.MaterializeResult(asset_key="dataset_manifest", metadata={**summary, "ran": ran})
     yield checks.masks_on_image_grid(root, tables["manifests"])
     yield checks.manifest_schema("dataset_manifest", tables)
     yield checks.quarantine_growth(context, key, int(summary["quarantine_rows"]), project)
@@ -125,9 +124,10 @@ def prepared_dataset(
     deps=["dataset_manifest"],
     group_name=GROUP,
     kinds={"parquet", "dvc"},
+    pool="combine",
     check_specs=[dg.AssetCheckSpec("manifest_schema", asset="combined_manifest")],
-    description="The training manifest over every prepared dataset (DVC stage `prepare`, which "
-    "also versions the label-tree root).",
+    description="The training manifest over every prepared dataset (DVC stage `combine`: each "
+    "dataset's tables re-rooted at work/data, combined tables rebuilt).",
 )
 def combined_manifest(
     context: dg.AssetExecutionContext,
@@ -135,8 +135,8 @@ def combined_manifest(
     dvc: DvcResource,
     mlflow: MlflowResource,
 ):
-    ran = run_stage(context, "prepare", project, dvc, mlflow)
-    tables = checks.combined_tables(project.path / project.params()["prepare"]["out"])
+    ran = run_stage(context, "combine", project, dvc, mlflow)
+    tables = checks.combined_tables(project.combined_root())
     yield dg.MaterializeResult(
         metadata={**table_metadata(tables["manifests"], tables["quarantine"]), "ran": ran}
     )

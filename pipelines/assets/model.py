@@ -13,6 +13,7 @@ from pipelines.metadata import png_markdown, readable, table
 from pipelines.params import cli_options
 from pipelines.pipes_stage import flatten
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
+from pipelines.retrain import REASON_TAG, START_TAG, retrain_start
 from pipelines.stages import run_stage, stage_env
 
 GROUP = "model"
@@ -24,15 +25,21 @@ class TrainConfig(dg.Config):
 
     ``device`` is an execution detail: the run is still recorded in dvc.lock. A different
     ``config`` is an experiment: it runs, but dvc.lock keeps params.yaml's record (``dvc status``
-    then shows the train stage as changed until params.yaml says the same).
+    then shows the train stage as changed until params.yaml says the same). ``retrain``
+    (``champion``: fine-tune from the @champion; ``fresh``: a new run) trains even when the
+    stage is up to date, seeded with ``seed``, and records ``reason`` (:mod:`pipelines.retrain`);
+    like an experiment it is not committed as params.yaml's record.
     """
 
     device: str = ""
     config: str = ""
+    retrain: str = ""
+    seed: int = 0
+    reason: str = ""
 
 
 @dg.asset(
-    deps=["combined_manifest"],
+    deps=["combined_manifest", "label_tree"],
     group_name=GROUP,
     kinds={"pytorch", "mlflow"},
     pool="gpu",
@@ -53,10 +60,22 @@ def trained_model(
     experiment = bool(config.config) and config.config != params["config"]
     if experiment:  # params.yaml's overrides belong to params.yaml's configuration
         options = {**options, "config": config.config, "set": []}
-    if options == params and dvc.is_up_to_date("train"):
+    start = None
+    if config.retrain:
+        start = retrain_start(
+            mlflow.client(),
+            project.params()["register"]["name"],
+            config.retrain,
+            config.seed,
+            project.path / "work" / "retrain",
+        )
+        context.log.info("retraining (%s): %s", config.reason or "no reason given", start.start)
+        options = {**options, "set": [*options.get("set", []), *start.overrides]}
+    if options == params and dvc.is_up_to_date("train") and summary_path.is_file():
         context.log.info("DVC stage train is up to date: reporting its outputs")
         metadata = flatten(json.loads(summary_path.read_text()))
     else:
+        dvc.remove_outs("train")
         command = (
             dvc.stage_command("train")
             if options == params
@@ -77,7 +96,13 @@ def trained_model(
             env=stage_env(project, mlflow),
         )
         metadata = dict(invocation.get_materialize_result().metadata or {})
-        if experiment:
+        if start is not None:
+            run_id = json.loads(summary_path.read_text())["run_id"]
+            mlflow.client().set_tag(run_id, REASON_TAG, config.reason or "unspecified")
+            mlflow.client().set_tag(run_id, START_TAG, start.start)
+            metadata |= {"retrain_reason": config.reason, "retrain_start": start.start}
+            context.log.warning("retrained: dvc.lock keeps the params.yaml record of stage train")
+        elif experiment:
             context.log.warning(
                 "trained with %s, not params.yaml's %s: dvc.lock keeps the params.yaml record",
                 config.config,
@@ -110,9 +135,10 @@ def evaluation_metadata(out: Path) -> dict[str, Any]:
 
 
 @dg.asset(
-    deps=["trained_model", "combined_manifest"],
+    deps=["trained_model", "combined_manifest", "label_tree"],
     group_name=GROUP,
     kinds={"parquet"},
+    pool="evaluate",
     description="Interactive evaluation (DVC stage `evaluate`): per-(case, class, click) Dice and "
     "NSD, per-category tables and the Dice-vs-clicks plot.",
 )

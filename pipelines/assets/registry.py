@@ -27,8 +27,8 @@ def registered_model(
     dvc: DvcResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
-    ran = run_stage(context, "register", project, dvc, mlflow)
     out = project.path / project.params()["register"]["out"]
+    ran = run_stage(context, "register", project, dvc, mlflow, receipt=out / "registration.json")
     registration = json.loads((out / "registration.json").read_text())
     return dg.MaterializeResult(
         metadata={
@@ -58,7 +58,7 @@ def rescore_champion(
     """
     from neurosam3d.registry import tags
     from neurosam3d.registry.promotion import rescore, version_by_alias
-    from neurosam3d.registry.register import scores_from_summary
+    from neurosam3d.registry.register import scores_from_evaluation
 
     params = project.params()
     name = params["register"]["name"]
@@ -81,8 +81,7 @@ def rescore_champion(
     options = {k: v for k, v in params["evaluate"].items() if k != "checkpoint"}
     options |= {"model": f"models:/{name}/{version}", "out": out}
     run_command(context, " ".join([CLI, "evaluate", *cli_options(options)]), project, mlflow)
-    summary = json.loads((project.path / out / "summary.json").read_text())
-    rescore(client, name, version, scores_from_summary(summary), mlflow.locks())
+    rescore(client, name, version, scores_from_evaluation(project.path / out))
     return version
 
 
@@ -91,9 +90,11 @@ def rescore_champion(
     group_name=GROUP,
     kinds={"mlflow"},
     pool="registry",
-    description="Moves @champion to the @challenger if the gate passes (no category worse than "
-    "the champion by more than params.yaml's margin at the evaluation's clicks, mean not worse; "
-    "the champion is re-evaluated first when the evaluation manifest or protocol changed).",
+    description="Moves @champion to the @challenger if the gate passes (the 95% lower bound of "
+    "the mean Dice difference, paired bootstrap over targets, above -margin; no category worse "
+    "than the champion by more than params.yaml's margin at the evaluation's clicks; the "
+    "champion is re-evaluated first when the evaluation manifest or protocol changed) and it "
+    "wins the registry's promotion round.",
 )
 def promotion(
     context: dg.AssetExecutionContext, project: ProjectResource, mlflow: MlflowResource
@@ -103,9 +104,7 @@ def promotion(
     params = project.params()
     name = params["register"]["name"]
     rescored = rescore_champion(context, project, mlflow)
-    outcome = promote(
-        mlflow.client(), name, mlflow.locks(), margin=float(params["promote"]["margin"])
-    )
+    outcome = promote(mlflow.client(), name, margin=float(params["promote"]["margin"]))
     rows = pd.DataFrame(
         [
             {
@@ -113,6 +112,9 @@ def promotion(
                 "champion": r.champion,
                 "challenger": r.challenger,
                 "delta": r.delta,
+                "ci_low": r.low,
+                "ci_high": r.high,
+                "targets": r.targets,
                 "allowed_drop": r.allowed_drop,
                 "passed": r.passed and outcome.gate.comparable,
             }

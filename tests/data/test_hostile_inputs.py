@@ -137,11 +137,11 @@ def test_scaled_and_big_endian_images_decode_as_nibabel_does(tmp_path: Path, t2s
     assert np.allclose(ours.affine, theirs.affine)
 
 
-def killed_on_victim(spec, out_root, params):
+def killed_on_victim(spec, *args):
     """``run_case``, except that the worker is killed (SIGKILL) on the case ``victim``."""
     if spec.case_id == "victim":
         os.kill(os.getpid(), signal.SIGKILL)
-    return run_case(spec, out_root, params)
+    return run_case(spec, *args)
 
 
 def test_a_worker_that_dies_becomes_a_quarantine_row(

@@ -18,7 +18,7 @@ def make_project(root: Path, params_overrides: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", "workspace.yaml"):
         shutil.copy(REPO / name, root / name)
-    for folder in ("pipelines", "configs"):
+    for folder in ("pipelines", "configs", "neurosam3d"):  # the package: the stages' code deps
         shutil.copytree(REPO / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     (root / ".dvc").mkdir()
     for name in ("config", ".gitignore"):
@@ -26,7 +26,7 @@ def make_project(root: Path, params_overrides: dict | None = None) -> Path:
     shutil.copytree(REPO / "samples" / SMALL_RAW, root / "samples" / SMALL_RAW)
     (root / ".venv").symlink_to(REPO / ".venv")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["prepare"]["dataset"] = [SMALL_DATASET]
+    params["prepare"]["dataset"] = {SMALL_DATASET: SMALL_RAW}
     for section, values in (params_overrides or {}).items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -6,14 +6,15 @@ import dagster as dg
 
 from pipelines.definitions import build_definitions
 from pipelines.resources import DvcResource
-from tests.pipelines.conftest import REPO
+from tests.pipelines.conftest import REPO, SMALL_DATASET
 
 #: Which DVC stage (or .dvc file) produces each asset; None: Dagster only (registry alias).
+#: ``prepare`` stands for the per-dataset stages ``prepare@<partition key>``.
 DVC_STAGE_OF = {
     "raw_dataset": "data.dvc",
     "label_tree": "prepare",
     "dataset_manifest": "prepare",
-    "combined_manifest": "prepare",
+    "combined_manifest": "combine",
     "trained_model": "train",
     "evaluation": "evaluate",
     "registered_model": "register",
@@ -42,15 +43,23 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor() -> No
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
     assert defs.resolve_sensor_def("raw_data_version_sensor").job_name == "refresh_dataset"
     assert graph.get(dg.AssetKey("trained_model")).pools == {"gpu"}
+    assert graph.get(dg.AssetKey("evaluation")).pools == {"evaluate"}
+    assert graph.get(dg.AssetKey("combined_manifest")).pools == {"combine"}
 
 
 def test_team_definitions_load(project: Path) -> None:
     assert build_definitions(project, "team").resolve_asset_graph() is not None
 
 
+def _unpartitioned(stage: str) -> str:
+    return stage.split("@")[0]
+
+
 def test_dagster_graph_matches_dvc_graph(project: Path) -> None:
     (project / "data.dvc").write_text((REPO / "data.dvc").read_text())
-    dvc_edges = set(DvcResource(root=str(project)).graph())
+    stages = DvcResource(root=str(project)).graph()
+    assert ("data.dvc", f"prepare@{SMALL_DATASET}") in stages  # one stage per partition key
+    dvc_edges = {(_unpartitioned(a), _unpartitioned(b)) for a, b in stages}
     graph = build_definitions(project).resolve_asset_graph()
     dagster_edges = set()
     for key in graph.get_all_asset_keys():
@@ -59,4 +68,15 @@ def test_dagster_graph_matches_dvc_graph(project: Path) -> None:
             if up and down and up != down:
                 dagster_edges.add((up, down))
     assert dagster_edges == dvc_edges
-    assert ("data.dvc", "prepare") in dvc_edges and ("evaluate", "register") in dvc_edges
+    assert ("prepare", "combine") in dvc_edges and ("evaluate", "register") in dvc_edges
+
+
+def test_instance_runs_one_run_per_dataset_partition_at_a_time(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text((REPO / "pipelines" / "dagster.yaml").read_text())
+    queue = dg.DagsterInstance.from_config(str(tmp_path)).get_concurrency_config()
+    limits = queue.run_queue_config.tag_concurrency_limits
+    assert {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    } in (limits)

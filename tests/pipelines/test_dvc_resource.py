@@ -32,6 +32,8 @@ def test_parallel_commits_from_another_directory(project: Path) -> None:
 
 
 def test_stage_command_is_resolved_from_params(project: Path) -> None:
-    command = DvcResource(root=str(project)).stage_command("prepare")
-    assert command.startswith(".venv/bin/neurosam3d prepare --dataset sample_amos_style_cord ")
-    assert "--raw-root data --out work/data" in command
+    command = DvcResource(root=str(project)).stage_command("prepare@sample_amos_style_cord")
+    assert command.startswith(
+        ".venv/bin/neurosam3d prepare --dataset configs/datasets/sample_amos_style_cord.yaml "
+    )
+    assert "--raw-root data --out work/data/datasets/sample_amos_style_cord" in command
