@@ -34,6 +34,13 @@ def on_grid(
     """
     if grid.same_grid(data.shape, affine, target.shape, target.affine):
         return data
+    if not grid.overlaps(data.shape, affine, target.shape, target.affine):
+        raise CaseRejected(
+            Kind.GRID_MISMATCH,
+            rel,
+            f"label grid {data.shape} does not overlap the image grid {target.shape} in world "
+            "space (a different subject or a wrong affine?)",
+        )
     angle = grid.misalignment_deg(affine, target.affine)
     if angle > grid.AXIS_ALIGNED_DEG and not allow_resampling:
         raise CaseRejected(
@@ -42,13 +49,6 @@ def on_grid(
             f"label grid is rotated or sheared by {angle:.2f} degrees against the image grid; "
             "set allow_label_resampling: true in the dataset config to resample it (nearest "
             "neighbour)",
-        )
-    if not grid.overlaps(data.shape, affine, target.shape, target.affine):
-        raise CaseRejected(
-            Kind.GRID_MISMATCH,
-            rel,
-            f"label grid {data.shape} does not overlap the image grid {target.shape} in world "
-            "space (a different subject or a wrong affine?)",
         )
     placed = grid.resample_nearest(data, affine, target.shape, target.affine)
     if data.any() and not placed.any():
