@@ -22,8 +22,11 @@ import yaml
 class DataConfig:
     """Which manifest rows to train and validate on, and how to turn them into crops.
 
-    Paths in manifests are relative to ``root`` (the label-tree root). Crops are
-    ``model.img_size``^3 voxels at the native grid.
+    Paths in manifests are relative to ``root`` (the label-tree root); crops are read from its
+    training store (``root/store.parquet``, written by ``neurosam3d prepare`` or
+    ``neurosam3d store build``). Crops are ``model.img_size``^3 voxels at the native grid.
+    ``ct_window`` must be the window the store's statistics were computed with (the default,
+    which evaluation and inference use too).
     """
 
     root: str = "work/data"
@@ -46,7 +49,6 @@ class DataConfig:
     batch_size: int = 2
     num_workers: int = 0
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
-    cache_dir: str | None = None
     #: torchio transforms, each ``{name: RandomFlip, ...kwargs}``, applied in order to train crops
     augment: tuple[dict[str, Any], ...] = ()
 

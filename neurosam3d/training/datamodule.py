@@ -85,7 +85,6 @@ class ManifestDataModule(L.LightningDataModule):
                 self.crop_size,
                 train=True,
                 ct_window=cfg.ct_window,
-                cache_dir=cfg.cache_dir,
                 augment=cfg.augment,
             )
         if stage in (None, "fit", "validate") and self.val_set is None:
@@ -94,7 +93,7 @@ class ManifestDataModule(L.LightningDataModule):
             if len(table) == 0:
                 raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
             self.val_set = CropDataset(
-                table, self.crop_size, train=False, ct_window=cfg.ct_window, cache_dir=cfg.cache_dir
+                table, self.crop_size, train=False, ct_window=cfg.ct_window
             )
             logger.info("validation on %d fixed crops", len(table))
 

@@ -32,7 +32,6 @@ from neurosam3d.tracking import (
     resolve_tracking_uri,
 )
 from neurosam3d.training.config import TrainConfig
-from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
 from neurosam3d.training.samples import manifest_hash
 
 logger = logging.getLogger(__name__)
@@ -60,6 +59,8 @@ def _dice_by_click(metrics: dict[str, float]) -> dict[str, float]:
 
 def _run_id_from_checkpoint(path: str) -> str | None:
     import torch
+
+    from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return checkpoint.get(MLFLOW_RUN_ID_KEY)
