@@ -43,6 +43,7 @@ def main() -> None:
     app()
 
 
-from neurosam3d.cli import checkpoint, evaluate, predict, prepare, train  # noqa: E402, F401  (registers the commands)
+from neurosam3d.cli import checkpoint, evaluate, predict, prepare, store, train  # noqa: E402, F401  (registers the commands)
 
 app.add_typer(checkpoint.app, name="checkpoint")
+app.add_typer(store.app, name="store")

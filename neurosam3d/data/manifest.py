@@ -47,7 +47,7 @@ _SORT = {
 _SCHEMA_KEY = b"neurosam3d.schema"
 
 
-def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+def sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=schema)
     if table.num_rows:
         table = table.sort_by([(c, "ascending") for c in _SORT[schema]])
@@ -82,13 +82,13 @@ def write_dataset_tables(
     written = {}
     for split in SPLITS:
         if split in rows_by_split:
-            write_table(_sorted_table(rows_by_split[split], MANIFEST_SCHEMA), paths[split])
+            write_table(sorted_table(rows_by_split[split], MANIFEST_SCHEMA), paths[split])
             written[split] = paths[split]
         else:
             paths[split].unlink(missing_ok=True)
-    write_table(_sorted_table(absent, ABSENT_SCHEMA), paths["absent"])
-    write_table(_sorted_table(problems, QUARANTINE_SCHEMA), paths["quarantine"])
-    write_table(_sorted_table(store or [], STORE_SCHEMA), paths["store"])
+    write_table(sorted_table(absent, ABSENT_SCHEMA), paths["absent"])
+    write_table(sorted_table(problems, QUARANTINE_SCHEMA), paths["quarantine"])
+    write_table(sorted_table(store or [], STORE_SCHEMA), paths["store"])
     return written | {k: paths[k] for k in ("absent", "quarantine", "store")}
 
 
