@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from neurosam3d.data.manifest import MANIFESTS_DIR, sorted_table, rebuild_combined, write_table
+from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, sorted_table, write_table
 from neurosam3d.data.schema import MANIFEST_SCHEMA, STORE_SCHEMA, check_schema
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import load_nifti
@@ -40,9 +40,20 @@ def _case_rows(manifests: Sequence[Path]) -> dict[tuple[str, str, str], list[dic
             raise layout.StoreError(f"{path}: manifest not found; run `neurosam3d prepare` first")
         table = pq.read_table(path)
         check_schema(table, MANIFEST_SCHEMA, str(path))
-        for row in table.select(["dataset", "split", "case_id", "class_name", "modality",
-                                 "image_path", "mask_path", "mask_sha256", "bbox_min",
-                                 "bbox_max"]).to_pylist():
+        for row in table.select(
+            [
+                "dataset",
+                "split",
+                "case_id",
+                "class_name",
+                "modality",
+                "image_path",
+                "mask_path",
+                "mask_sha256",
+                "bbox_min",
+                "bbox_max",
+            ]
+        ).to_pylist():
             key = (row["dataset"], row["split"], row["case_id"])
             cases.setdefault(key, []).append(row)
     for rows in cases.values():
@@ -115,8 +126,12 @@ def build_store(
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
             for done, (key, row) in enumerate(
-                zip(todo, pool.map(build_case, [root] * len(todo), [cases[k] for k in todo]),
-                    strict=True), 1
+                zip(
+                    todo,
+                    pool.map(build_case, [root] * len(todo), [cases[k] for k in todo]),
+                    strict=True,
+                ),
+                1,
             ):
                 built[key] = row
                 if progress:

@@ -148,8 +148,7 @@ class EntryBuilder:
             "class_name": list(self.names),
             "mask_sha256": list(self.digests),
             "label_codes": [
-                [code for code, s in enumerate(self.sets) if k in s]
-                for k in range(len(self.names))
+                [code for code, s in enumerate(self.sets) if k in s] for k in range(len(self.names))
             ],
             "location_offsets": [int(x) for x in offsets],
             "window_low": window[0],

@@ -94,20 +94,33 @@ def _check_entry(root: Path, store: dict, table: SampleTable, row: int) -> None:
                 f"`{layout.fix_command(root)}` (or re-run `neurosam3d prepare`)"
             ) from None
     if store["format"] != layout.STORE_FORMAT:
-        raise _stale(entry, f"format {store['format']}, this version reads {layout.STORE_FORMAT}", root)
+        raise _stale(
+            entry, f"format {store['format']}, this version reads {layout.STORE_FORMAT}", root
+        )
     if sizes != store["entry_bytes"]:
-        raise _stale(entry, f"its files hold {sizes} bytes, {layout.STORE_TABLE} says "
-                     f"{store['entry_bytes']}", root)
+        raise _stale(
+            entry,
+            f"its files hold {sizes} bytes, {layout.STORE_TABLE} says {store['entry_bytes']}",
+            root,
+        )
     image = root / str(table.image_path[row])
     try:
         image_bytes = image.stat().st_size
     except FileNotFoundError:
-        raise StoreError(f"{image}: image of the manifest row not found in the label tree") from None
+        raise StoreError(
+            f"{image}: image of the manifest row not found in the label tree"
+        ) from None
     if store["image_path"] != str(table.image_path[row]) or image_bytes != store["image_bytes"]:
-        raise _stale(entry, f"built from {store['image_path']} of {store['image_bytes']} bytes, "
-                     f"the tree has {table.image_path[row]} of {image_bytes} bytes", root)
+        raise _stale(
+            entry,
+            f"built from {store['image_path']} of {store['image_bytes']} bytes, "
+            f"the tree has {table.image_path[row]} of {image_bytes} bytes",
+            root,
+        )
     if list(store["shape"]) != [int(x) for x in table.shape[row]]:
-        raise _stale(entry, f"grid {store['shape']}, the manifest says {table.shape[row].tolist()}", root)
+        raise _stale(
+            entry, f"grid {store['shape']}, the manifest says {table.shape[row].tolist()}", root
+        )
 
 
 def bind_rows(table: SampleTable) -> StoreRows:
@@ -124,9 +137,7 @@ def bind_rows(table: SampleTable) -> StoreRows:
         check_schema(stored, STORE_SCHEMA, str(path))
     except SchemaError as exc:
         raise StoreError(f"{exc}; rebuild it with `{layout.fix_command(root)}`") from exc
-    cases = {
-        (r["dataset"], r["split"], r["case_id"]): r for r in stored.to_pylist()
-    }
+    cases = {(r["dataset"], r["split"], r["case_id"]): r for r in stored.to_pylist()}
     n = len(table)
     codes: list[int] = []
     offsets = np.zeros(n + 1, dtype=np.int64)

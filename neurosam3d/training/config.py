@@ -118,6 +118,9 @@ class TrainerConfig:
     cpu_threads: int | None = None
     validate_before_training: bool = True
     monitor: str = "val/dice_5"
+    #: also write ``checkpoints/last.ckpt`` every N optimiser steps (it is always written at
+    #: every validation and at the end); None: only then
+    checkpoint_every_n_steps: int | None = None
 
 
 @dataclass(frozen=True)

@@ -92,9 +92,7 @@ class ManifestDataModule(L.LightningDataModule):
             table = table.subset(evenly_spaced(len(table), cfg.val_max_items))
             if len(table) == 0:
                 raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
-            self.val_set = CropDataset(
-                table, self.crop_size, train=False, ct_window=cfg.ct_window
-            )
+            self.val_set = CropDataset(table, self.crop_size, train=False, ct_window=cfg.ct_window)
             logger.info("validation on %d fixed crops", len(table))
 
     def _loader(self, dataset: CropDataset, sampler: object) -> DataLoader:

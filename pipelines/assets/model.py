@@ -1,6 +1,7 @@
 """The trained model (DVC stage ``train``, run through Dagster Pipes) and its evaluation."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ def trained_model(
         context.log.info("DVC stage train is up to date: reporting its outputs")
         metadata = flatten(json.loads(summary_path.read_text()))
     else:
+        # `neurosam3d train` refuses an output folder holding an earlier run; like `dvc repro`,
+        # clear the stage's output first (its last run stays in the DVC cache and in MLflow)
+        shutil.rmtree(project.path / options["out"], ignore_errors=True)
         command = (
             dvc.stage_command("train")
             if options == params
