@@ -1,8 +1,10 @@
-"""A small real label tree and manifest built from the shared TotalSegmentator CT.
+"""A small real label tree, manifest and training store built from the shipped TotalSegmentator CT.
 
 Follows docs/manifest.md: one image, one binary uint8 mask per class, one manifest row per
-(dataset, split, case, class). The same case is listed under ``Tr`` and ``Val`` (the shared data
-holds one fully labelled CT): enough to exercise training and validation plumbing.
+(dataset, split, case, class), written here directly (as another tool following the contract
+would), then the training store derived from it by ``neurosam3d.store.build.build_store`` (what
+``neurosam3d store build`` runs). The same case is listed under ``Tr`` and ``Val`` (the samples
+hold one CT with this 61-class label): enough to exercise training and validation plumbing.
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ import torch
 from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
 
-TOTALSEG = "totalsegmentator-examples"
+#: samples/README.md: case s0001 is the shared example_ct with example_seg_fast_force_split
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
 #: a few large, well-separated structures of the 61-class label (keeps the tests fast)
 TEST_CLASSES = ("liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta")
 
 
-def build_ct_tree(
-    shared: Path, root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT"
-) -> Path:
-    """Write the label tree under ``root`` and ``root/manifest.parquet``; return the manifest."""
-    src = shared / TOTALSEG
-    names = json.loads((src / "class_maps.json").read_text())["total"]
-    image = load_nifti(src / "example_ct.nii.gz")
-    seg = np.asanyarray(load_nifti(src / "example_seg_fast_force_split.nii.gz").dataobj)
+def build_ct_tree(root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT") -> Path:
+    """Write the label tree under ``root``, ``root/manifest.parquet`` and the training store;
+    return the manifest."""
+    from neurosam3d.store.build import build_store
+
+    labels = json.loads((SAMPLE / "dataset.json").read_text())["labels"]
+    names = {str(v): k for k, v in labels.items()}
+    image = load_nifti(SAMPLE / "imagesTr" / "s0001_0000.nii.gz")
+    seg = np.asanyarray(load_nifti(SAMPLE / "labelsTr" / "s0001.nii.gz").dataobj)
     spacing = [float(x) for x in nib.affines.voxel_sizes(image.affine)]
     case = "s0001"
     image_rel = f"{dataset}/imagesTr/{case}.nii.gz"
@@ -70,13 +74,14 @@ def build_ct_tree(
                     "shape": list(mask.shape),
                     "mask_sha256": hashlib.sha256(mask.tobytes()).hexdigest(),
                     "licence": "Apache-2.0",
-                    "source_image": "example_ct.nii.gz",
-                    "source_label": "example_seg_fast_force_split.nii.gz",
+                    "source_image": "imagesTr/s0001_0000.nii.gz",
+                    "source_label": "labelsTr/s0001.nii.gz",
                 }
             )
     rows.sort(key=lambda r: (r["dataset"], r["split"], r["case_id"], r["class_name"]))
     path = root / "manifest.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), path)
+    build_store(root)
     return path
 
 
@@ -91,6 +96,6 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ct_manifest(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Manifest of :data:`TEST_CLASSES` on the shared CT (label-tree root = its folder)."""
-    return build_ct_tree(shared_data, tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)
+def ct_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Manifest of :data:`TEST_CLASSES` on the shipped CT (label-tree root = its folder)."""
+    return build_ct_tree(tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)

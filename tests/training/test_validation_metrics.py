@@ -93,5 +93,6 @@ def test_validation_dice_does_not_depend_on_the_batch_size() -> None:
     one = _validate(module, items, batch_size=1)
     two = _validate(module, items, batch_size=2)
     assert one["val/items"] == two["val/items"] == 3
-    assert one["val/dice_1"] == two["val/dice_1"]  # exactly: same clicks per item
-    assert one["val/dice_2"] == two["val/dice_2"]
+    # same clicks per item; batched convolutions may round differently (float32), so not exact
+    assert one["val/dice_1"] == pytest.approx(two["val/dice_1"], rel=1e-5)
+    assert one["val/dice_2"] == pytest.approx(two["val/dice_2"], rel=1e-5)
