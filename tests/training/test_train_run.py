@@ -126,7 +126,7 @@ def _invoke(args: list[str]) -> object:
 def test_used_out_is_refused_unless_resuming(
     first_run: tuple[Path, dict, object], ct_manifest: Path
 ) -> None:
-    home, summary, _ = first_run
+    home, _, _ = first_run
     out = home / "train"
     before = (out / "summary.json").read_bytes()
     args = ["train", "--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
