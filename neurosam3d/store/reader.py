@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import blosc2
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -35,8 +36,6 @@ def _single_threaded() -> None:
     """One blosc2 thread per process (DataLoader workers are the parallelism), set once per pid."""
     global _threads_set_in
     if _threads_set_in != os.getpid():
-        import blosc2
-
         blosc2.set_nthreads(1)
         _threads_set_in = os.getpid()
 
@@ -191,8 +190,6 @@ def bind_rows(table: SampleTable) -> StoreRows:
 def read_image_crop(rows: StoreRows, row: int, start: np.ndarray, size: int) -> np.ndarray:
     """Normalised float32 ``size``^3 image crop at voxel ``start``; outside the volume: the
     normalised volume minimum (the value :func:`normalise_intensity` gives the darkest voxel)."""
-    import blosc2
-
     _single_threaded()
     stats = rows.stats(row)
     image = blosc2.open(os.path.join(rows.entry[row], layout.IMAGE_FILE), mode="r")
@@ -212,8 +209,6 @@ def read_target_crop(
 ) -> np.ndarray:
     """Binary uint8 ``size``^3 crop of the row's class at voxel ``start``; only the part inside
     the class's bounding box ``bbox = (min, max)`` (manifest, max exclusive) is read."""
-    import blosc2
-
     _single_threaded()
     labels = blosc2.open(os.path.join(rows.entry[row], layout.LABELS_FILE), mode="r")
     codes, inside = padded_crop(labels, start, size, 0, labels.dtype, within=bbox)
