@@ -170,3 +170,38 @@ def test_only_global_rank_zero_creates_the_experiment(monkeypatch: pytest.Monkey
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("RANK", "3")  # torchrun
     assert not is_rank_zero()
+
+
+def test_last_checkpoint_is_written_at_every_validation(ct_manifest: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    from neurosam3d.training import load_config
+    from neurosam3d.training.checkpoints import LastCheckpoint
+    from neurosam3d.training.datamodule import ManifestDataModule
+    from neurosam3d.training.module import InteractiveSegmentationModule
+
+    seen: list[int] = []
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    class Record(L.Callback):
+        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            seen.append(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "data.val_max_items=1"])
+    trainer = L.Trainer(
+        max_steps=2,
+        val_check_interval=1,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=[LastCheckpoint(last, every_n_steps=None), Record()],
+    )
+    module = InteractiveSegmentationModule(cfg.to_dict())
+    trainer.fit(module, datamodule=ManifestDataModule(cfg.data, 64, cfg.seed))
+    assert seen == [1, 2]  # whether or not the validation improved on the best
+    assert not list(last.parent.glob(".*tmp*"))  # written through a renamed temporary
