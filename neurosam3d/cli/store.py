@@ -42,30 +42,21 @@ def build_command(
     ROOT/manifests/<DATASET>_store.parquet and ROOT/store.parquet. Up-to-date entries are kept;
     the bytes are those `neurosam3d prepare` writes.
     """
-    from functools import partial
-
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from neurosam3d.cli.progress import case_progress
     from neurosam3d.store import StoreError
     from neurosam3d.store.build import build_store
 
     console = Console(stderr=True)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
+    with case_progress(console) as bar:
         task = bar.add_task("store", total=None)
 
         def show(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
         try:
-            path = build_store(root, manifest or (), workers=workers, progress=partial(show))
+            path = build_store(root, manifest or (), workers=workers, progress=show)
         except StoreError as exc:
             raise typer.BadParameter(str(exc), param_hint="--root") from exc
     console.print(f"store table: {path}")
