@@ -1,4 +1,9 @@
-"""Lightning data module over Parquet manifests (see :mod:`.datasets` for the items)."""
+"""Lightning data module over Parquet manifests (see :mod:`.datasets` for the items).
+
+Crops come from the label tree's training store (:mod:`neurosam3d.store`); :meth:`setup` checks
+that every selected row has an up-to-date entry (``StoreError`` otherwise) before any worker
+starts.
+"""
 
 from __future__ import annotations
 
