@@ -65,7 +65,9 @@ def _up_to_date(root: Path, old: dict[str, Any] | None, rows: list[dict[str, Any
     if old is None or old["format"] != layout.STORE_FORMAT:
         return False
     image = root / rows[0]["image_path"]
-    if old["image_path"] != rows[0]["image_path"] or image.stat().st_size != old["image_bytes"]:
+    if old["image_path"] != rows[0]["image_path"] or not image.is_file():
+        return False
+    if image.stat().st_size != old["image_bytes"]:
         return False
     if old["class_name"] != [r["class_name"] for r in rows]:
         return False
@@ -80,6 +82,8 @@ def build_case(root: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Write one case's entry from its tree files; return its store table row."""
     first = rows[0]
     image_path = safe_join(root, first["image_path"])
+    if not image_path.is_file():
+        raise layout.StoreError(f"{image_path}: image of case {first['case_id']} not found")
     image = np.asanyarray(load_nifti(image_path).dataobj)
     if image.ndim == 4 and image.shape[3] == 1:
         image = image[..., 0]
@@ -111,7 +115,8 @@ def build_store(
 ) -> Path:
     """Build (or bring up to date) the store of the tree at ``root``; return ``store.parquet``.
 
-    ``manifests``: the tree's manifests (default ``root/manifest.parquet``).
+    ``manifests``: the tree's manifests (default ``root/manifest.parquet``); the store tables
+    then list exactly their cases.
     """
     root = Path(root).resolve()
     cases = _case_rows([Path(m) for m in manifests] or [root / "manifest.parquet"])

@@ -71,8 +71,8 @@ def test_store_crops_equal_the_label_tree_crops_voxel_for_voxel(tree: Path) -> N
             ref_mask, _ = padded_crop(mask, start, CROP, 0, np.uint8)
             np.testing.assert_array_equal(item["image"][0].numpy(), ref)
             np.testing.assert_array_equal(item["target"][0].numpy(), ref_mask)
-        if dataset is train:
-            assert ref_mask[CROP // 2, CROP // 2, CROP // 2] == 1  # centred on a target voxel
+            if dataset is train:  # centred on a target voxel
+                assert ref_mask[CROP // 2, CROP // 2, CROP // 2] == 1
     # a crop hanging over the volume's corner: padded with the normalised minimum / zeros
     start = np.array([-20, -20, -20])
     image = read_image_crop(rows, 0, start, CROP)
