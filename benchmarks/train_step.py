@@ -112,15 +112,15 @@ def real_batch(size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``batch`` copies of a ``size``^3 crop of the shared CT centred on the liver (CT-normalised
     per volume, as our data module does) and the liver mask."""
     from neurosam3d.io.nifti import load_nifti
-    from neurosam3d.training.crops import Region, cut
+    from neurosam3d.training.crops import padded_crop
     from neurosam3d.training.intensity import normalise_intensity
 
     image = np.asanyarray(load_nifti(SHARED / "example_ct.nii.gz").dataobj)
     seg = np.asanyarray(load_nifti(SHARED / "example_seg_fast_force_split.nii.gz").dataobj)
     norm = normalise_intensity(image, "CT")
-    region = Region(norm, (seg == LIVER).astype(np.uint8), (0, 0, 0), float(norm.min()))
     centre = np.argwhere(seg == LIVER).mean(0).round().astype(np.int64)
-    img, mask = cut(region, centre - size // 2, size)
+    img, _ = padded_crop(norm, centre - size // 2, size, float(norm.min()), np.float32)
+    mask, _ = padded_crop((seg == LIVER).astype(np.uint8), centre - size // 2, size, 0, np.uint8)
     image_t = torch.from_numpy(img)[None, None].repeat(batch, 1, 1, 1, 1)
     target_t = torch.from_numpy(mask.astype(np.float32))[None, None].repeat(batch, 1, 1, 1, 1)
     return image_t, target_t

@@ -61,7 +61,9 @@ from neurosam3d.cli import (  # noqa: E402, F401  (registers the commands)
     evaluate,
     predict,
     prepare,
+    store,
     train,
 )
 
 app.add_typer(checkpoint.app, name="checkpoint")
+app.add_typer(store.app, name="store")

@@ -52,8 +52,9 @@ def prepare_command(
         Path,
         typer.Option(
             "--out",
-            help="Output root: label trees go to OUT/<dataset>/, manifests to OUT/manifests/ "
-            "and the combined OUT/manifest.parquet, OUT/absent.parquet, OUT/quarantine.parquet.",
+            help="Output root: label trees and training-store entries go to OUT/<dataset>/, "
+            "manifests to OUT/manifests/ and the combined OUT/manifest.parquet, "
+            "OUT/absent.parquet, OUT/quarantine.parquet, OUT/store.parquet.",
         ),
     ],
     dataset: Annotated[
@@ -143,8 +144,8 @@ def prepare_command(
     Examples: neurosam3d prepare --layout nnunet --root data/Dataset001_X --out work/prepared ; neurosam3d prepare --dataset kits23 --raw-root /datasets --out work/prepared ; neurosam3d prepare --all-samples --out work/prepared
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from neurosam3d.cli.progress import case_progress
     from neurosam3d.data.config import (
         ConfigError,
         config_for_layout,
@@ -173,14 +174,7 @@ def prepare_command(
     quarantined = 0
     for config in configs:
         config = replace(config, **overrides)
-        with Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
+        with case_progress(console) as bar:
             task = bar.add_task(config.name, total=None)
             try:
                 report = prepare_dataset(

@@ -59,7 +59,12 @@ def train(
     ] = None,
     out: Annotated[
         Path,
-        typer.Option("--out", "-o", help="Folder for checkpoints/, config.yaml, summary.json."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for checkpoints/, config.yaml, summary.json; must not hold an earlier "
+            "run unless --resume continues it.",
+        ),
     ] = Path("work/train"),
     overrides: Annotated[
         list[str] | None,
@@ -95,7 +100,9 @@ def train(
 ) -> None:
     """Train the promptable 3D model with simulated clicks and log the run to MLflow.
 
-    Prints the summary (MLflow run id, checkpoints, validation Dice after 1/5/10 clicks before
+    Crops are read from the training store of the label tree (data.root/store.parquet, written by
+    `neurosam3d prepare`; `neurosam3d store build --root DIR` for older trees). A used --out is
+    refused unless --resume continues that run. Prints the summary (MLflow run id, checkpoints, validation Dice after 1/5/10 clicks before
     and after training) as JSON; the same JSON is written to OUT/summary.json.
     """
     if ctx.invoked_subcommand is not None:
@@ -106,7 +113,8 @@ def train(
     import shlex
     from dataclasses import asdict
 
-    from neurosam3d.training import load_config
+    from neurosam3d.store import StoreError
+    from neurosam3d.training import ConfigError, load_config
     from neurosam3d.training import train as run_training
 
     extra = [
@@ -114,6 +122,10 @@ def train(
         *(overrides or []),
         *([f"trainer.accelerator={device}"] if device else []),
     ]
-    cfg = load_config(config, extra)
-    summary = run_training(cfg, out, resume=str(resume) if resume else None)
+    try:
+        cfg = load_config(config, extra)
+        summary = run_training(cfg, out, resume=str(resume) if resume else None)
+    except (ConfigError, StoreError) as exc:  # the message names the file and the fix
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     typer.echo(json.dumps(asdict(summary), indent=2))

@@ -4,7 +4,8 @@
 changed (:mod:`neurosam3d.data.records`); otherwise it loads and validates the image channels
 and the label map *before* writing, writes the image channel(s) in their native dtype, then one
 binary uint8 mask per class present on exactly the image grid
-(:mod:`neurosam3d.data.label_sources`), then the record. Stale
+(:mod:`neurosam3d.data.label_sources`), then the case's training-store entry from the same
+arrays (:mod:`neurosam3d.store`), then the record. Stale
 outputs of an earlier version of the case are removed. Paths in rows are POSIX, relative to the
 output root; bounding boxes are half-open voxel indices (i, j, k); spacing is in mm.
 """
@@ -51,6 +52,8 @@ from neurosam3d.data.volumes import (
 from neurosam3d.io.atomic import OutputError, atomic_write_bytes
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
 from neurosam3d.io.paths import safe_join
+from neurosam3d.store import layout as store_layout
+from neurosam3d.store.encode import EntryBuilder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class PrepareParams:
             "resample_spacing": spacing,
             "compresslevel": self.compresslevel,
             "mask_compresslevel": MASK_COMPRESSLEVEL,
+            "store": store_layout.as_key(),
         }
 
 
@@ -162,8 +166,10 @@ def run_case(
     problems: list[Problem] = []
     rows: list[dict[str, Any]] = []
     absent: list[dict[str, Any]] = []
+    store: list[dict[str, Any]] = []
     try:
-        rows, absent = _build(spec, params, written, problems)
+        rows, absent, store_row = _build(spec, params, written, problems)
+        store = [store_row]
     except CaseRejected as exc:
         written.discard()
         rows, absent = [], []
@@ -188,6 +194,7 @@ def run_case(
         "outputs": dict(sorted(written.files.items())),
         "rows": rows,
         "absent": absent,
+        "store": store,
         "problems": [p.as_row() for p in sorted(problems, key=Problem.sort_key)],
     }
     for rel in sorted(set(old.get("outputs", {}) if old else {}) - set(written.files)):
@@ -203,7 +210,14 @@ def _unrecorded(
     digests: dict[str, Digest] | None = None,
 ) -> CaseOutcome:
     """An outcome with one quarantine row and no record written, so the next run retries."""
-    record = {"key": key, "outputs": {}, "rows": [], "absent": [], "problems": [problem.as_row()]}
+    record = {
+        "key": key,
+        "outputs": {},
+        "rows": [],
+        "absent": [],
+        "store": [],
+        "problems": [problem.as_row()],
+    }
     return CaseOutcome(spec.case_id, record, skipped=False, digests=digests or {})
 
 
@@ -267,7 +281,9 @@ def _load_channels(spec: CaseSpec) -> tuple[list[np.ndarray], nib.Nifti1Image]:
 
 def _build(
     spec: CaseSpec, params: PrepareParams, written: _Written, problems: list[Problem]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Write the case's image, masks and training-store entry; return its manifest rows,
+    absent classes and store table row."""
     channels, primary = _load_channels(spec)
     target = Grid(channels[0].shape, primary.affine, primary)
     if params.resample_spacing:
@@ -283,14 +299,15 @@ def _build(
         source_label = None
     image_paths = _write_channels(spec, channels, target, written, params)
     encoder = MaskEncoder(target.shape, target.affine, target.like)
+    store = EntryBuilder(spec.dataset, spec.split, spec.case_id, tuple(target.shape))
     rows = []
     for cls, box, mask, count in masks:
         rel = f"{spec.dataset}/labels{spec.split}/{cls.name}/{spec.case_id}.nii.gz"
         data = encoder.encode(mask)
         written.put(rel, data)
-        rows.append(
-            _row(spec, cls, count, box, target, image_paths, rel, sha256_hex(data), source_label)
-        )
+        digest = sha256_hex(data)
+        store.add(cls.name, box, mask, digest)
+        rows.append(_row(spec, cls, count, box, target, image_paths, rel, digest, source_label))
     if not rows:
         raise CaseRejected(
             Kind.EMPTY_LABEL,
@@ -310,7 +327,12 @@ def _build(
         for c in sorted(declared)
         if c.name not in present
     ]
-    return rows, absent
+    files, store_row = store.encode(
+        channels[0], spec.modality, image_paths[0], written.files[image_paths[0]]
+    )
+    for rel, data in files.items():
+        written.put(rel, data)
+    return rows, absent, store_row
 
 
 def _write_channels(

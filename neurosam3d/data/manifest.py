@@ -2,8 +2,9 @@
 
 Under the output root (docs/manifest.md):
 ``manifests/<dataset>_<split>.parquet`` (one per split the dataset has),
-``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``, and the
-combined ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet``, rebuilt from every
+``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``,
+``manifests/<dataset>_store.parquet`` (training store, one row per case), and the combined
+``manifest.parquet``, ``absent.parquet``, ``quarantine.parquet`` and ``store.parquet``, rebuilt from every
 per-dataset file in ``manifests/`` so that they cover all datasets prepared into the root. Each
 file carries its schema name in its metadata; rows are sorted, so the same rows give the same
 bytes.
@@ -25,6 +26,7 @@ from neurosam3d.data.schema import (
     MANIFEST_SCHEMA,
     QUARANTINE_SCHEMA,
     SPLITS,
+    STORE_SCHEMA,
     check_schema,
 )
 from neurosam3d.io.atomic import TMP_MARKER, atomic_write_bytes
@@ -34,16 +36,18 @@ COMBINED = {
     MANIFEST_SCHEMA: "manifest.parquet",
     ABSENT_SCHEMA: "absent.parquet",
     QUARANTINE_SCHEMA: "quarantine.parquet",
+    STORE_SCHEMA: "store.parquet",
 }
 _SORT = {
     MANIFEST_SCHEMA: ["dataset", "split", "case_id", "class_name"],
     ABSENT_SCHEMA: ["dataset", "split", "case_id", "class_name"],
     QUARANTINE_SCHEMA: ["dataset", "case_id", "class_name", "path", "kind", "problem"],
+    STORE_SCHEMA: ["dataset", "split", "case_id"],
 }
 _SCHEMA_KEY = b"neurosam3d.schema"
 
 
-def _sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+def sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     table = pa.Table.from_pylist(rows, schema=schema)
     if table.num_rows:
         table = table.sort_by([(c, "ascending") for c in _SORT[schema]])
@@ -70,7 +74,7 @@ def write_table(table: pa.Table, path: Path) -> None:
 def dataset_table_paths(out_root: Path, dataset: str) -> dict[str, Path]:
     """Per-dataset files: each split, ``absent`` and ``quarantine``."""
     folder = out_root / MANIFESTS_DIR
-    names = [*SPLITS, "absent", "quarantine"]
+    names = [*SPLITS, "absent", "quarantine", "store"]
     return {name: folder / f"{dataset}_{name}.parquet" for name in names}
 
 
@@ -80,19 +84,22 @@ def write_dataset_tables(
     rows_by_split: dict[str, list[dict[str, Any]]],
     absent: list[dict[str, Any]],
     problems: list[dict[str, Any]],
+    store: list[dict[str, Any]] | None = None,
 ) -> dict[str, Path]:
-    """Write a dataset's per-split manifests (only its splits; others removed), absent, quarantine."""
+    """Write a dataset's per-split manifests (only its splits; others removed), absent,
+    quarantine and training-store (:mod:`neurosam3d.store`) tables."""
     paths = dataset_table_paths(out_root, dataset)
     written = {}
     for split in SPLITS:
         if split in rows_by_split:
-            write_table(_sorted_table(rows_by_split[split], MANIFEST_SCHEMA), paths[split])
+            write_table(sorted_table(rows_by_split[split], MANIFEST_SCHEMA), paths[split])
             written[split] = paths[split]
         else:
             paths[split].unlink(missing_ok=True)
-    write_table(_sorted_table(absent, ABSENT_SCHEMA), paths["absent"])
-    write_table(_sorted_table(problems, QUARANTINE_SCHEMA), paths["quarantine"])
-    return written | {"absent": paths["absent"], "quarantine": paths["quarantine"]}
+    write_table(sorted_table(absent, ABSENT_SCHEMA), paths["absent"])
+    write_table(sorted_table(problems, QUARANTINE_SCHEMA), paths["quarantine"])
+    write_table(sorted_table(store or [], STORE_SCHEMA), paths["store"])
+    return written | {k: paths[k] for k in ("absent", "quarantine", "store")}
 
 
 @contextlib.contextmanager
@@ -107,24 +114,28 @@ def _locked(out_root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def rebuild_combined(out_root: Path) -> dict[str, Path]:
-    """Rebuild ``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` from ``manifests/``.
+def rebuild_combined(
+    out_root: Path, schemas: tuple[pa.Schema, ...] = tuple(COMBINED)
+) -> dict[str, Path]:
+    """Rebuild the combined tables of ``schemas`` (default: ``manifest.parquet``,
+    ``absent.parquet``, ``quarantine.parquet`` and ``store.parquet``) from ``manifests/``.
 
     Serialised by a file lock, so datasets prepared concurrently into one root do not lose rows.
     """
     with _locked(out_root):
-        for name in COMBINED.values():  # left by a run killed while writing them
+        for name in (COMBINED[s] for s in schemas):  # left by a run killed while writing them
             for stale in out_root.glob(f".{name}{TMP_MARKER}*"):
                 stale.unlink(missing_ok=True)
-        parts: dict[pa.Schema, list[pa.Table]] = {schema: [] for schema in COMBINED}
+        parts: dict[pa.Schema, list[pa.Table]] = {schema: [] for schema in schemas}
         for path in sorted((out_root / MANIFESTS_DIR).glob("*.parquet")):
             table = pq.read_table(path)
-            for schema in COMBINED:
+            for schema in schemas:
                 if (table.schema.metadata or {}).get(_SCHEMA_KEY) == schema.metadata[_SCHEMA_KEY]:
                     check_schema(table, schema, str(path))
                     parts[schema].append(table.cast(schema))
         result = {}
-        for schema, name in COMBINED.items():
+        for schema in schemas:
+            name = COMBINED[schema]
             tables = parts[schema] or [schema.empty_table()]
             combined = pa.concat_tables(tables)
             if combined.num_rows:

@@ -11,10 +11,11 @@ Library API (the ``neurosam3d prepare`` command, DVC and Dagster all call these)
     reports = prepare_datasets(["sample_msd_spinalcord", config], "work/prepared")
 
 Output under ``out_dir`` (docs/manifest.md): the label tree ``<dataset>/images<SET>/...`` and
-``<dataset>/labels<SET>/<class>/<case>.nii.gz``; ``manifests/<dataset>_<split>.parquet``,
-``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``; the combined
-``manifest.parquet``, ``absent.parquet`` and ``quarantine.parquet`` over every dataset prepared
-into ``out_dir``; and per-case records in ``.prepare/<dataset>/`` that make reruns incremental.
+``<dataset>/labels<SET>/<class>/<case>.nii.gz``; the training store
+``<dataset>/store<SET>/<case>/`` (:mod:`neurosam3d.store`); ``manifests/<dataset>_<split>.parquet``,
+``manifests/<dataset>_absent.parquet``, ``manifests/<dataset>_quarantine.parquet``,
+``manifests/<dataset>_store.parquet``; the combined ``manifest.parquet``, ``absent.parquet``,
+``quarantine.parquet`` and ``store.parquet`` over every dataset prepared into ``out_dir``; and per-case records in ``.prepare/<dataset>/`` that make reruns incremental.
 Cases run in parallel worker processes; rejected inputs go to the quarantine table while the
 rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time: a second
 one is refused with :class:`DatasetBusyError` while the first holds the dataset's lock
@@ -290,6 +291,7 @@ def _prepare_locked(
     report = PrepareReport(config.name, out, root, cases=len(found.cases))
     rows_by_split: dict[str, list[dict]] = {case.split: [] for case in found.cases}
     absent: list[dict] = []
+    store: list[dict] = []
     problems = [p.as_row() for p in found.problems]
     rejected = 0
     cache = digests_path(out, config.name)
@@ -308,11 +310,12 @@ def _prepare_locked(
             row_out = dict(row, category=categorise(row["class_name"]), licence=licence)
             rows_by_split[row["split"]].append(row_out)
         absent.extend(record["absent"])
+        store.extend(record.get("store", []))
         problems.extend(record["problems"])
     _remove_vanished(out, config.name, {case.case_id for case in found.cases})
     if digests != known:
         write_digests(cache, digests)
-    report.tables = write_dataset_tables(out, config.name, rows_by_split, absent, problems)
+    report.tables = write_dataset_tables(out, config.name, rows_by_split, absent, problems, store)
     report.tables |= rebuild_combined(out)
     report.rejected_cases = rejected
     report.rows = sum(len(rows) for rows in rows_by_split.values())

@@ -69,6 +69,34 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+#: One row per case of the training store (neurosam3d.store): where its entry lies, what it was
+#: built from (the staleness check) and the case's intensity statistics (training.intensity).
+STORE_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("case_id", pa.string(), nullable=False),
+        pa.field("modality", pa.string(), nullable=False),
+        pa.field("format", pa.int32(), nullable=False),  # neurosam3d.store.layout.STORE_FORMAT
+        pa.field("entry", pa.string(), nullable=False),  # folder of the case's store files
+        pa.field("entry_bytes", pa.int64(), nullable=False),  # summed size of those files
+        pa.field("image_path", pa.string(), nullable=False),  # the label-tree image it holds
+        pa.field("image_bytes", pa.int64(), nullable=False),  # that file's size when built
+        pa.field("shape", _vec3_int, nullable=False),  # voxels along (i, j, k)
+        pa.field("class_name", pa.list_(pa.string()), nullable=False),  # classes of the case
+        pa.field("mask_sha256", pa.list_(pa.string()), nullable=False),  # their masks, built from
+        pa.field("label_codes", pa.list_(pa.list_(pa.int32())), nullable=False),  # per class
+        pa.field("location_offsets", pa.list_(pa.int64()), nullable=False),  # per class + 1
+        pa.field("window_low", pa.float64()),  # CT clip window (HU); null for MR
+        pa.field("window_high", pa.float64()),
+        pa.field("mean", pa.float64(), nullable=False),  # of the (clipped) voxels above zero
+        pa.field("std", pa.float64(), nullable=False),  # 0: constant volume
+        pa.field("minimum", pa.float64(), nullable=False),  # smallest (clipped) voxel
+    ],
+    metadata={b"neurosam3d.schema": b"store/1"},
+)
+
+
 class SchemaError(ValueError):
     """A table that does not match the documented schema."""
 

@@ -25,8 +25,11 @@ if TYPE_CHECKING:
 class DataConfig:
     """Which manifest rows to train and validate on, and how to turn them into crops.
 
-    Paths in manifests are relative to ``root`` (the label-tree root). Crops are
-    ``model.img_size``^3 voxels at the native grid.
+    Paths in manifests are relative to ``root`` (the label-tree root); crops are read from its
+    training store (``root/store.parquet``, written by ``neurosam3d prepare`` or
+    ``neurosam3d store build``). Crops are ``model.img_size``^3 voxels at the native grid.
+    ``ct_window`` must be the window the store's statistics were computed with (the default,
+    which evaluation and inference use too).
     """
 
     root: str = "work/data"
@@ -49,7 +52,6 @@ class DataConfig:
     batch_size: int = 2
     num_workers: int = 0
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
-    cache_dir: str | None = None
     #: torchio transforms, each ``{name: RandomFlip, ...kwargs}``, applied in order to train crops
     augment: tuple[dict[str, Any], ...] = ()
 
@@ -141,6 +143,9 @@ class TrainerConfig:
     cpu_threads: int | None = None
     validate_before_training: bool = True
     monitor: str = "val/dice_5"
+    #: also write ``checkpoints/last.ckpt`` every N optimiser steps (it is always written at
+    #: every validation and at the end); None: only then
+    checkpoint_every_n_steps: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Lightning data module over Parquet manifests (see :mod:`.datasets` for the items)."""
+"""Lightning data module over Parquet manifests (see :mod:`.datasets` for the items).
+
+Crops come from the label tree's training store (:mod:`neurosam3d.store`); :meth:`setup` checks
+that every selected row has an up-to-date entry (``StoreError`` otherwise) before any worker
+starts.
+"""
 
 from __future__ import annotations
 
@@ -85,7 +90,6 @@ class ManifestDataModule(L.LightningDataModule):
                 self.crop_size,
                 train=True,
                 ct_window=cfg.ct_window,
-                cache_dir=cfg.cache_dir,
                 augment=cfg.augment,
             )
         if stage in (None, "fit", "validate") and self.val_set is None:
@@ -93,9 +97,7 @@ class ManifestDataModule(L.LightningDataModule):
             table = table.subset(evenly_spaced(len(table), cfg.val_max_items))
             if len(table) == 0:
                 raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
-            self.val_set = CropDataset(
-                table, self.crop_size, train=False, ct_window=cfg.ct_window, cache_dir=cfg.cache_dir
-            )
+            self.val_set = CropDataset(table, self.crop_size, train=False, ct_window=cfg.ct_window)
             logger.info("validation on %d fixed crops", len(table))
 
     def _loader(self, dataset: CropDataset, sampler: object) -> DataLoader:

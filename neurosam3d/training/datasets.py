@@ -5,6 +5,7 @@ weights and a per-sample seed, so the crop position and the augmentation of ever
 reproducible and independent of which worker or rank produces it. Validation items are keyed by
 row and are deterministic (crop centred on the target's bounding box, no augmentation).
 
+Crops come from the training store (:mod:`neurosam3d.store`), never from the NIfTI files.
 Each item is a dict with ``image`` ``1 x S x S x S`` float32 (normalised intensities), ``target``
 ``1 x S x S x S`` float32 (0/1) and ``row`` (int64), ``S`` the crop size in voxels.
 """
@@ -12,30 +13,35 @@ Each item is a dict with ``image`` ``1 x S x S x S`` float32 (normalised intensi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from neurosam3d.training.augment import apply_augmentation, build_augmentation
-from neurosam3d.training.crops import (
-    RegionSpec,
-    bbox_centre,
-    crop_start,
-    cut,
-    load_region,
-    random_foreground_voxel,
+from neurosam3d.store.layout import StoreError
+from neurosam3d.store.reader import (
+    StoreRows,
+    bind_rows,
+    random_centre,
+    read_image_crop,
+    read_target_crop,
 )
+from neurosam3d.training.augment import apply_augmentation, build_augmentation
+from neurosam3d.training.crops import bbox_centre, crop_start
+from neurosam3d.training.intensity import DEFAULT_CT_WINDOW
 from neurosam3d.training.samples import SampleTable
 
 
 class CropDataset(Dataset):
-    """Crops of ``crop_size``^3 voxels from the rows of ``table``.
+    """Crops of ``crop_size``^3 voxels from the rows of ``table``, read from the training store.
 
-    ``train=True``: keys are ``(row, seed)``, the crop is centred on a random target voxel and
-    augmented; ``train=False``: keys are rows, the crop is centred on the bounding box.
+    ``train=True``: keys are ``(row, seed)``, the crop is centred on a target voxel drawn from
+    the store's locations of the row's class and augmented; ``train=False``: keys are rows, the
+    crop is centred on the bounding box. Entries are checked when the dataset is built
+    (:func:`neurosam3d.store.reader.bind_rows`: missing or stale ones raise ``StoreError``).
+    Each item reads only its crop (image normalised with the case's stored statistics, the
+    class's part of the label volume); nothing is cached, so a worker holds a few crops.
     """
 
     def __init__(
@@ -44,49 +50,47 @@ class CropDataset(Dataset):
         crop_size: int,
         *,
         train: bool,
-        ct_window: tuple[float, float] = (-1000.0, 1000.0),
-        cache_dir: str | Path | None = None,
+        ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
         augment: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.table = table
         self.crop_size = crop_size
         self.train = train
-        self.ct_window = ct_window
-        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.store: StoreRows = bind_rows(table)
+        ct = ~np.isnan(self.store.window[:, 0])
+        if ct.any() and not np.allclose(self.store.window[ct], ct_window):
+            stored = self.store.window[ct][0].tolist()
+            raise StoreError(
+                f"{table.root}/store.parquet: CT statistics were computed for the window "
+                f"{stored}, data.ct_window is {list(ct_window)}: use the store's window (the "
+                "one evaluation and inference use)"
+            )
         self.transform = build_augmentation(augment) if train else None
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def spec(self, row: int) -> RegionSpec:
-        """The region (files, bbox, preprocessing) of manifest row ``row``."""
-        t = self.table
-        return RegionSpec(
-            image_path=Path(t.root) / str(t.image_path[row]),
-            mask_path=Path(t.root) / str(t.mask_path[row]),
-            mask_sha256=str(t.mask_sha256[row]),
-            modality=str(t.modality[row]),
-            bbox_min=tuple(int(x) for x in t.bbox_min[row]),  # type: ignore[arg-type]
-            bbox_max=tuple(int(x) for x in t.bbox_max[row]),  # type: ignore[arg-type]
-            crop_size=self.crop_size,
-            ct_window=self.ct_window,
-        )
+    def crop_origin(self, row: int, seed: int) -> np.ndarray:
+        """First voxel (3 int64) of the crop of ``row`` (training: drawn with ``seed``)."""
+        if self.train:
+            centre = random_centre(self.store, row, np.random.default_rng(seed))
+        else:
+            centre = bbox_centre(self.table.bbox_min[row], self.table.bbox_max[row])
+        return crop_start(centre, self.crop_size)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         row, seed = (key, 0) if isinstance(key, int | np.integer) else key
-        region = load_region(self.spec(int(row)), self.cache_dir)
-        if self.train:
-            rng = np.random.default_rng(seed)
-            centre = random_foreground_voxel(region, rng)
-        else:
-            centre = bbox_centre(self.table.bbox_min[row], self.table.bbox_max[row])
-        image, mask = cut(region, crop_start(centre, self.crop_size), self.crop_size)
+        row = int(row)
+        start = self.crop_origin(row, seed)
+        bbox = (self.table.bbox_min[row], self.table.bbox_max[row])
+        image = read_image_crop(self.store, row, start, self.crop_size)
+        mask = read_target_crop(self.store, row, start, self.crop_size, bbox)
         if self.transform is not None:
             image, mask = apply_augmentation(self.transform, image, mask, seed)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "target": torch.from_numpy(np.ascontiguousarray(mask > 0, dtype=np.float32))[None],
-            "row": torch.tensor(int(row)),
+            "row": torch.tensor(row),
         }
 
 

@@ -11,19 +11,88 @@ as SAM-Med3D's preprocessing does (``ZNormalization(masking_method=lambda x: x >
 clamp for CT), so released checkpoints see the inputs they were trained on. With fewer than two
 such voxels, or no spread, all voxels are used; a constant volume becomes zeros.
 
+The two halves are separate so that a crop can be normalised without its volume:
+:func:`intensity_stats` computes a volume's :class:`IntensityStats` once (the training store keeps
+them per case, :mod:`neurosam3d.training.store`), :func:`apply_intensity` normalises any part of
+the volume with them. :func:`normalise_intensity` (evaluation, inference) is the two in a row, so
+a store crop equals the same crop of the normalised whole volume, voxel for voxel.
+
 Models record the scaling their weights expect (``ModelConfig.input_scaling``):
 ``normalise_intensity(..., scaling="percentile")`` is the 3DINO encoder's (``dinov2_vitl3d``):
 after the CT clip, the volume's 0.05 / 99.95 percentiles are mapped linearly to [-1, 1] and
-values beyond them clipped (:func:`scale_percentile`).
+values beyond them clipped (:func:`scale_percentile`). The training store's statistics hold the
+z-score only: percentile scaling is not yet applied by the training data path.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 _EPS = 1e-6
+DEFAULT_CT_WINDOW = (-1000.0, 1000.0)
 #: percentiles mapped to -1 and 1 by ``scaling="percentile"`` (3DINO's input scaling)
 PERCENTILES = (0.05, 99.95)
+
+
+@dataclass(frozen=True)
+class IntensityStats:
+    """What normalising one volume needs.
+
+    ``window``: CT clip window (HU) or None (MR); ``mean``/``std``: of the (clipped) voxels above
+    zero, or of all voxels when fewer than two are above zero or they do not spread (``std`` 0:
+    the volume is constant and normalises to zeros); ``minimum``: the smallest (clipped) voxel,
+    whose normalised value pads crops that leave the volume.
+    """
+
+    window: tuple[float, float] | None
+    mean: float
+    std: float
+    minimum: float
+
+    @property
+    def background(self) -> float:
+        """The normalised value of the volume's minimum (the padding value of crops)."""
+        return float(apply_intensity(np.array([self.minimum], np.float32), self)[0])
+
+
+def _clipped(volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
+    data = np.asarray(volume, dtype=np.float32)
+    return np.clip(data, window[0], window[1]) if window is not None else data
+
+
+def ct_window_for(
+    modality: str, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+) -> tuple[float, float] | None:
+    """The clip window of ``modality``: ``ct_window`` for CT, None otherwise."""
+    return (float(ct_window[0]), float(ct_window[1])) if modality.upper() == "CT" else None
+
+
+def intensity_stats(
+    volume: np.ndarray, modality: str, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+) -> IntensityStats:
+    """The statistics of a whole ``volume`` (any shape, any numeric dtype)."""
+    window = ct_window_for(modality, ct_window)
+    data = _clipped(volume, window)
+    foreground = data[data > 0]
+    if foreground.size < 2 or float(foreground.std()) < _EPS:
+        foreground = data
+    std = float(foreground.std())
+    return IntensityStats(
+        window=window,
+        mean=float(foreground.mean()),
+        std=std if std >= _EPS else 0.0,
+        minimum=float(data.min()) if data.size else 0.0,
+    )
+
+
+def apply_intensity(part: np.ndarray, stats: IntensityStats) -> np.ndarray:
+    """Normalised float32 copy of ``part`` (the whole volume or any crop of it)."""
+    data = _clipped(part, stats.window)
+    if stats.std == 0.0:
+        return np.zeros_like(data)
+    return (data - stats.mean) / stats.std
 
 
 def scale_percentile(
@@ -44,25 +113,17 @@ def scale_percentile(
 def normalise_intensity(
     volume: np.ndarray,
     modality: str,
-    ct_window: tuple[float, float] = (-1000.0, 1000.0),
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
     scaling: str = "zscore",
 ) -> np.ndarray:
     """Normalised float32 copy of ``volume`` (any shape, any numeric dtype).
 
     ``scaling``: ``"zscore"`` (SAM-Med3D's, the default) or ``"percentile"``
-    (:func:`scale_percentile`); the model's ``ModelConfig.input_scaling`` says which.
+    (:func:`scale_percentile` after the CT clip); the model's ``ModelConfig.input_scaling``
+    says which.
     """
-    data = np.asarray(volume, dtype=np.float32)
-    if modality.upper() == "CT":
-        data = np.clip(data, ct_window[0], ct_window[1])
     if scaling == "percentile":
-        return scale_percentile(data)
+        return scale_percentile(_clipped(volume, ct_window_for(modality, ct_window)))
     if scaling != "zscore":
         raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
-    foreground = data[data > 0]
-    if foreground.size < 2 or float(foreground.std()) < _EPS:
-        foreground = data
-    std = float(foreground.std())
-    if std < _EPS:
-        return np.zeros_like(data)
-    return (data - float(foreground.mean())) / std
+    return apply_intensity(volume, intensity_stats(volume, modality, ct_window))

@@ -23,8 +23,8 @@ from neurosam3d.prompts import ClickRule, Clicks
 
 @dataclass(frozen=True)
 class InteractionOutput:
-    """``loss``: scalar (mean over steps of Dice + BCE + weighted IoU-head MSE; 0 when no loss
-    was asked for); ``dice``: ``steps x B`` float32 hard Dice after each step (no gradient;
+    """``loss``: scalar (mean over steps of Dice + BCE + weighted MSE of the IoU head against
+    the IoU of the thresholded prediction; 0 when no loss was asked for); ``dice``: ``steps x B`` float32 hard Dice after each step (no gradient;
     NaN where target and prediction are both empty, see :func:`hard_dice`);
     ``probs``: ``B x 1 x S^3`` probabilities after the last step; ``clicks``: all clicks."""
 
@@ -62,6 +62,16 @@ def hard_dice(pred: torch.Tensor, target: torch.Tensor, *, empty: float = math.n
     inter = (p * t).sum(1)
     total = p.sum(1) + t.sum(1)
     return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.full_like(total, empty))
+
+
+def hard_iou(pred: torch.Tensor, target: torch.Tensor, *, empty: float = math.nan) -> torch.Tensor:
+    """Intersection over union of bool ``B x ...`` masks, per item (``B`` float32); the empty-mask
+    policy of :func:`hard_dice`. What the IoU head learns to predict (as in SAM)."""
+    p = pred.flatten(1).float()
+    t = target.flatten(1).float()
+    inter = (p * t).sum(1)
+    union = p.sum(1) + t.sum(1) - inter
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.full_like(union, empty))
 
 
 def _clicks(
@@ -107,7 +117,8 @@ def run_interaction(
             seed only, not on which items share its batch (validation).
         refine_step: step index (>= 1) that adds no click, or ``None``.
         compute_loss: build the loss graph (training) or not (validation).
-        iou_loss_weight: weight of the IoU-prediction MSE (the IoU head's training signal).
+        iou_loss_weight: weight of the IoU head's MSE against the hard IoU of each step's
+            prediction (thresholded at 0.5), its training signal.
     """
     if refine_step == 0:
         raise ValueError("the first step needs a click: refine_step must be >= 1")
@@ -128,9 +139,11 @@ def run_interaction(
         )
         logits = model.upscale_logits(low_res_logits, size)
         probs = torch.sigmoid(logits.detach().float())
-        step_dice = hard_dice(probs > 0.5, ref)
-        if compute_loss:  # the IoU head's target: a correct empty prediction is perfect (1)
-            iou_target = torch.nan_to_num(step_dice, nan=1.0)
+        pred = probs > 0.5
+        step_dice = hard_dice(pred, ref)
+        if compute_loss:  # the IoU head's target: the IoU of the thresholded prediction (SAM);
+            # a correct empty prediction is perfect (1)
+            iou_target = torch.nan_to_num(hard_iou(pred, ref), nan=1.0)
             iou_loss = F.mse_loss(iou_pred[:, 0].float(), iou_target)
             losses.append(soft_dice_bce(logits, target) + iou_loss_weight * iou_loss)
         dice.append(step_dice)

@@ -1,7 +1,9 @@
 """``train(config, out_dir)``: one tracked training run, from configuration to summary JSON.
 
-Writes, under ``out_dir``: ``checkpoints/best-step=N.ckpt`` (best validation Dice, per
-``trainer.monitor``) and ``checkpoints/last.ckpt``, ``config.yaml`` (the resolved
+Writes, under ``out_dir`` (which must not hold an earlier run unless resuming):
+``checkpoints/best-N.ckpt`` (best validation Dice, per ``trainer.monitor``) and
+``checkpoints/last.ckpt`` (at every validation, every ``trainer.checkpoint_every_n_steps`` steps
+and at the end), ``config.yaml`` (the resolved
 configuration) and ``summary.json`` (run id, checkpoints, validation Dice after 1/5/10 clicks
 before training and for the best checkpoint). The MLflow run gets the configuration as
 parameters and as ``config.yaml``, metrics per step and per validation, tags (manifest SHA-256,
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,8 +36,7 @@ from neurosam3d.tracking import (
     git_commit,
     resolve_tracking_uri,
 )
-from neurosam3d.training.config import TrainConfig
-from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
+from neurosam3d.training.config import ConfigError, TrainConfig
 from neurosam3d.training.samples import manifest_hash
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ def _dice_by_click(metrics: dict[str, float]) -> dict[str, float]:
 
 def _run_id_from_checkpoint(path: str) -> str | None:
     import torch
+
+    from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     return checkpoint.get(MLFLOW_RUN_ID_KEY)
@@ -94,37 +99,89 @@ def _strategy(cfg: TrainConfig) -> Any:
     return DDPStrategy(find_unused_parameters=False, static_graph=True)
 
 
+#: what a finished or started run leaves in its output folder
+RUN_OUTPUTS = ("summary.json", "config.yaml", "checkpoints")
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is global rank 0, from the launcher's environment (torchrun, SLURM,
+    Lightning's DDP launcher), before any process group exists."""
+    return all(
+        int(os.environ.get(name, "0") or 0) == 0
+        for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+    )
+
+
+def check_inputs(cfg: TrainConfig, out: Path, resume: str | None) -> None:
+    """Refuse a run that cannot succeed, before anything is written or logged.
+
+    Missing manifests name the file and ``neurosam3d prepare``; an output folder holding an
+    earlier run is refused unless ``resume`` continues a run (on rank zero only: the other
+    ranks start after it wrote ``config.yaml``).
+    """
+    for key, paths in (("train", cfg.data.train_manifests), ("val", cfg.data.val_manifests)):
+        for path in paths:
+            if not Path(path).is_file():
+                raise ConfigError(
+                    f"{path}: manifest not found (data.{key}_manifests); prepare the data "
+                    f"first, e.g. `neurosam3d prepare --all-samples --out {cfg.data.root}`, or "
+                    "point the configuration at prepared manifests"
+                )
+    if resume is None and is_rank_zero():
+        used = [name for name in RUN_OUTPUTS if (out / name).exists()]
+        if used:
+            raise ConfigError(
+                f"{out}: already holds a training run ({', '.join(used)}); give a new --out, "
+                f"or continue that run with --resume {out / 'checkpoints' / 'last.ckpt'}"
+            )
+
+
 def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -> TrainSummary:
     """Train as configured; return (and write to ``out_dir/summary.json``) the summary.
 
-    ``trainer.cpu_threads`` applies for the duration of the call (the previous torch thread count
-    is restored afterwards).
+    Raises :class:`ConfigError` for a missing manifest or an ``out_dir`` that already holds a
+    run (unless resuming), ``neurosam3d.store.StoreError`` for a missing or stale training store,
+    all before anything is written. ``trainer.cpu_threads`` applies for the duration of the call
+    (the previous torch thread count is restored afterwards).
     """
     import torch
 
+    out = Path(out_dir).resolve()
+    check_inputs(cfg, out, resume)
     threads = torch.get_num_threads()
     if cfg.trainer.cpu_threads:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     try:
-        return _train(cfg, Path(out_dir), resume)
+        return _train(cfg, out, resume)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
+def _best_step(path: Path) -> int:
+    """The step of ``best-<step>[-vN].ckpt`` (Lightning adds ``-vN`` to a name already taken)."""
+    found = re.fullmatch(r"best-(\d+)(?:-v\d+)?", path.stem)
+    if found is None:
+        raise ValueError(f"{path}: not a best-<step>.ckpt checkpoint name")
+    return int(found.group(1))
+
+
+def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
+    from neurosam3d.training.checkpoints import LastCheckpoint, save_atomically
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
     from neurosam3d.training.progress import StepProgress
 
-    out = out_dir.resolve()
+    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
+    data.setup("fit")  # rows and store entries checked before anything is written or logged
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     uri = resolve_tracking_uri(cfg.tracking.uri)
-    experiment_id = get_or_create_experiment(cfg.tracking.experiment, uri)
+    # rank zero creates the experiment; the logger of the other ranks never touches MLflow
+    experiment_id = get_or_create_experiment(cfg.tracking.experiment, uri) if is_rank_zero() else ""
     mlf = MLFlowLogger(
         experiment_name=cfg.tracking.experiment,
         tracking_uri=uri,
@@ -134,18 +191,19 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         log_model=False,
     )
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-    atomic_write_text(out / "config.yaml", config_yaml)
+    if is_rank_zero():
+        atomic_write_text(out / "config.yaml", config_yaml)
 
     module = InteractiveSegmentationModule(cfg.to_dict())
-    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
     trainer_cfg = cfg.trainer
+    last_path = out / "checkpoints" / "last.ckpt"
     checkpoints = ModelCheckpoint(
         dirpath=out / "checkpoints",
         filename="best-{step}",
         monitor=trainer_cfg.monitor,
         mode="max",
         save_top_k=1,
-        save_last=True,
+        save_last=False,  # LastCheckpoint: at every validation, not only with a new best
         auto_insert_metric_name=False,
     )
     trainer = L.Trainer(
@@ -163,6 +221,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         logger=mlf,
         callbacks=[
             checkpoints,
+            LastCheckpoint(last_path, trainer_cfg.checkpoint_every_n_steps),
             LearningRateMonitor(logging_interval="step"),
             StepProgress(trainer_cfg.log_every_n_steps),
         ],
@@ -174,7 +233,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
         enable_model_summary=False,
         default_root_dir=out,
     )
-    run_id = mlf.run_id
+    run_id = mlf.run_id or ""
     client = mlf.experiment
     if trainer.is_global_zero:
         if resume is None:
@@ -211,20 +270,19 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     extra = not module.val_history or module.val_history[-1][0] != trainer.global_step
     if extra:  # the final weights were not validated inside fit
         trainer.validate(module, datamodule=data, verbose=False)
-    last_path = out / "checkpoints" / "last.ckpt"
-    trainer.save_checkpoint(last_path)
+    save_atomically(trainer, last_path)
     monitor = trainer_cfg.monitor
     final = module.val_history[-1][1]
     seen = checkpoints.best_model_score
     if not checkpoints.best_model_path or seen is None or (extra and final[monitor] > float(seen)):
         best_path, best_metrics = out / "checkpoints" / f"best-{trainer.global_step}.ckpt", final
-        trainer.save_checkpoint(best_path)
+        save_atomically(trainer, best_path)
         superseded = Path(checkpoints.best_model_path) if checkpoints.best_model_path else None
         if trainer.is_global_zero and superseded and superseded.parent == best_path.parent:
             superseded.unlink(missing_ok=True)  # keep one best checkpoint in the output
     else:  # the callback's file is named best-<step>.ckpt: report that validation
         best_path = Path(checkpoints.best_model_path)
-        best_metrics = dict(module.val_history)[int(best_path.stem.removeprefix("best-"))]
+        best_metrics = dict(module.val_history)[_best_step(best_path)]
     summary = TrainSummary(
         run_id=run_id,
         experiment_id=experiment_id,

@@ -88,6 +88,7 @@ class SampleTable:
 
     root: str
     dataset: np.ndarray
+    split: np.ndarray
     case_id: np.ndarray
     class_name: np.ndarray
     modality: np.ndarray
@@ -112,6 +113,7 @@ class SampleTable:
         return cls(
             root=str(Path(root)),
             dataset=strings("dataset"),
+            split=strings("split"),
             case_id=strings("case_id"),
             class_name=strings("class_name"),
             modality=strings("modality"),

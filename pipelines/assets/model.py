@@ -1,6 +1,7 @@
 """The trained model (DVC stage ``train``, run through Dagster Pipes) and its evaluation."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ def trained_model(
         metadata = flatten(json.loads(summary_path.read_text()))
     else:
         dvc.remove_outs("train")
+        # `neurosam3d train` refuses an output folder holding an earlier run; like `dvc repro`,
+        # clear the stage's output first (its last run stays in the DVC cache and in MLflow)
+        shutil.rmtree(project.path / options["out"], ignore_errors=True)
         command = (
             dvc.stage_command("train")
             if options == params

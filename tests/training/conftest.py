@@ -1,13 +1,16 @@
-"""A small real label tree and manifest built from the shipped TotalSegmentator CT.
+"""A small real label tree, manifest and training store built from the shipped TotalSegmentator CT.
 
 Follows docs/manifest.md: one image, one binary uint8 mask per class, one manifest row per
-(dataset, split, case, class). The same case is listed under ``Tr`` and ``Val`` (the samples
-hold one fully labelled CT at this size): enough to exercise training and validation plumbing.
+(dataset, split, case, class), written here directly (as another tool following the contract
+would), then the training store derived from it by ``neurosam3d.store.build.build_store`` (what
+``neurosam3d store build`` runs). The same case is listed under ``Tr`` and ``Val`` (the samples
+hold one CT with this 61-class label): enough to exercise training and validation plumbing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,26 +23,29 @@ import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA
 from neurosam3d.io.nifti import load_nifti, make_image, save_nifti
-from tests.conftest import total_class_names
 
+#: samples/README.md: case s0001 is the shared example_ct with example_seg_fast_force_split
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
 #: a few large, well-separated structures of the 61-class label (keeps the tests fast)
 TEST_CLASSES = ("liver", "spleen", "kidney_left", "kidney_right", "stomach", "aorta")
 
 
-def build_ct_tree(
-    real: dict[str, Path], root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT"
-) -> Path:
-    """Write the label tree under ``root`` and ``root/manifest.parquet``; return the manifest."""
-    names = total_class_names()
-    image = load_nifti(real["ct"])
-    seg = np.asanyarray(load_nifti(real["ct_seg"]).dataobj)
+def build_ct_tree(root: Path, classes: tuple[str, ...] | None, dataset: str = "TotalSegCT") -> Path:
+    """Write the label tree under ``root``, ``root/manifest.parquet`` and the training store;
+    return the manifest."""
+    from neurosam3d.store.build import build_store
+
+    labels = json.loads((SAMPLE / "dataset.json").read_text())["labels"]
+    names = {str(v): k for k, v in labels.items()}
+    image = load_nifti(SAMPLE / "imagesTr" / "s0001_0000.nii.gz")
+    seg = np.asanyarray(load_nifti(SAMPLE / "labelsTr" / "s0001.nii.gz").dataobj)
     spacing = [float(x) for x in nib.affines.voxel_sizes(image.affine)]
     case = "s0001"
     image_rel = f"{dataset}/imagesTr/{case}.nii.gz"
     save_nifti(image, root / image_rel)
     rows = []
     for value in sorted(int(v) for v in np.unique(seg) if v):
-        name = names[value]
+        name = names[str(value)]
         if classes is not None and name not in classes:
             continue
         mask = (seg == value).astype(np.uint8)
@@ -68,13 +74,14 @@ def build_ct_tree(
                     "shape": list(mask.shape),
                     "mask_sha256": hashlib.sha256(mask.tobytes()).hexdigest(),
                     "licence": "Apache-2.0",
-                    "source_image": "example_ct.nii.gz",
-                    "source_label": "example_seg_fast_force_split.nii.gz",
+                    "source_image": "imagesTr/s0001_0000.nii.gz",
+                    "source_label": "labelsTr/s0001.nii.gz",
                 }
             )
     rows.sort(key=lambda r: (r["dataset"], r["split"], r["case_id"], r["class_name"]))
     path = root / "manifest.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA), path)
+    build_store(root)
     return path
 
 
@@ -89,6 +96,6 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ct_manifest(real: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ct_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Manifest of :data:`TEST_CLASSES` on the shipped CT (label-tree root = its folder)."""
-    return build_ct_tree(real, tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)
+    return build_ct_tree(tmp_path_factory.mktemp("ct_tree"), TEST_CLASSES)

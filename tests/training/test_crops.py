@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosam3d.training.crops import Region, bbox_centre, crop_start, cut
+from neurosam3d.training.crops import bbox_centre, crop_start, padded_crop
 from neurosam3d.training.datamodule import evenly_spaced, select_rows
 from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
 from neurosam3d.training.intensity import normalise_intensity
@@ -32,18 +32,18 @@ def test_mr_is_not_clipped_and_constant_volumes_become_zero() -> None:
     assert not normalise_intensity(np.full(5, 7.0), "MR").any()
 
 
-def test_cut_pads_outside_the_region_with_background() -> None:
-    region = Region(
-        image=np.arange(27, dtype=np.float32).reshape(3, 3, 3),
-        mask=np.ones((3, 3, 3), np.uint8),
-        origin=(10, 10, 10),
-        background=-5.0,
+def test_padded_crop_fills_outside_the_volume_and_the_box() -> None:
+    volume = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    crop, inside = padded_crop(volume, np.array([-1, 0, 1]), 2, -5.0, np.float32)
+    assert crop.shape == (2, 2, 2)
+    np.testing.assert_array_equal(crop[0], -5.0)  # i = -1 lies before the volume
+    np.testing.assert_array_equal(crop[1], volume[0, 0:2, 1:3])
+    assert inside == (slice(1, 2), slice(0, 2), slice(0, 2))
+    boxed, _ = padded_crop(
+        volume, np.array([0, 0, 0]), 3, 0, np.float32, within=([1, 1, 1], [2, 3, 3])
     )
-    image, mask = cut(region, np.array([9, 10, 11]), 2)
-    assert image.shape == mask.shape == (2, 2, 2)
-    np.testing.assert_array_equal(image[0], -5.0)  # d = 9 lies before the region
-    np.testing.assert_array_equal(image[1], region.image[0, 0:2, 1:3])
-    assert mask.sum() == 4
+    assert (boxed != 0).sum() == 4 and boxed[1, 1, 1] == volume[1, 1, 1]
+    assert padded_crop(volume, np.array([5, 5, 5]), 2, 1.0, np.float32)[1] is None
     assert crop_start(np.array([5, 5, 5]), 4).tolist() == [3, 3, 3]
     assert bbox_centre(np.array([2, 2, 2]), np.array([6, 7, 3])).tolist() == [3, 4, 2]
 
@@ -70,18 +70,26 @@ def test_val_crop_is_centred_on_the_bbox_and_deterministic(table: SampleTable) -
     first, again = ds[3], ds[3]
     assert (first["image"] == again["image"]).all()
     assert int(first["row"]) == 3
-    region = ds.spec(3)
-    centre = bbox_centre(np.array(region.bbox_min), np.array(region.bbox_max))
-    assert first["target"].sum() > 0 and centre.shape == (3,)
+    centre = bbox_centre(table.bbox_min[3], table.bbox_max[3])
+    assert ds.crop_origin(3, 0).tolist() == (centre - CROP // 2).tolist()
+    assert first["target"].sum() > 0
 
 
-def test_region_cache_gives_identical_crops(table: SampleTable, tmp_path: Path) -> None:
-    plain = CropDataset(table, CROP, train=True)
-    cached = CropDataset(table, CROP, train=True, cache_dir=tmp_path)
-    for key in [(1, 5), (1, 6)]:  # first call writes the cache, second reads the memory map
-        assert (plain[key]["image"] == cached[key]["image"]).all()
-        assert (plain[key]["target"] == cached[key]["target"]).all()
-    assert len(list(tmp_path.glob("*/meta.json"))) == 1
+def test_store_crops_equal_crops_of_the_nifti_tree(table: SampleTable) -> None:
+    """A store built by `store build` from a hand-written tree gives the tree's crops exactly."""
+    from neurosam3d.io.nifti import load_nifti
+
+    ds = CropDataset(table, CROP, train=True)
+    image = np.asanyarray(load_nifti(Path(table.root) / table.image_path[1]).dataobj)
+    mask = np.asanyarray(load_nifti(Path(table.root) / table.mask_path[1]).dataobj)
+    norm = normalise_intensity(image, "CT")
+    for seed in (5, 6):
+        start = ds.crop_origin(1, seed)
+        item = ds[(1, seed)]
+        ref, _ = padded_crop(norm, start, CROP, float(norm.min()), np.float32)
+        ref_mask, _ = padded_crop(mask, start, CROP, 0, np.uint8)
+        np.testing.assert_array_equal(item["image"][0].numpy(), ref)
+        np.testing.assert_array_equal(item["target"][0].numpy(), ref_mask)
 
 
 def test_augmentation_is_seeded_per_sample(table: SampleTable) -> None:
@@ -126,32 +134,3 @@ def test_select_rows_and_evenly_spaced_validation_subset(ct_manifest: Path) -> N
     assert rows.class_name.tolist() == ["aorta", "liver"]
     assert evenly_spaced(10, 3).tolist() == [0, 4, 9]
     assert evenly_spaced(3, None).tolist() == [0, 1, 2]
-
-
-def test_region_cache_is_invalidated_when_the_image_file_is_rewritten(tmp_path: Path) -> None:
-    import os
-
-    import nibabel as nib
-
-    from neurosam3d.training.crops import RegionSpec, load_region
-
-    mask = np.zeros((12, 12, 12), dtype=np.uint8)
-    mask[4:8, 4:8, 4:8] = 1
-    image_path, mask_path = tmp_path / "img.nii.gz", tmp_path / "mask.nii.gz"
-    nib.save(nib.Nifti1Image(mask, np.eye(4)), mask_path)
-
-    def write_image(value: float) -> None:
-        volume = np.full((12, 12, 12), value, dtype=np.float32)
-        volume[4:8, 4:8, 4:8] = 2 * value
-        nib.save(nib.Nifti1Image(volume, np.eye(4)), image_path)
-
-    spec = RegionSpec(image_path, mask_path, "0" * 64, "MR", (4, 4, 4), (8, 8, 8), 8, (-1.0, 1.0))
-    write_image(10.0)
-    first = np.array(load_region(spec, tmp_path / "cache").image)
-    stamp = image_path.stat().st_mtime_ns
-    write_image(-10.0)  # new content, same path and same mask SHA
-    os.utime(image_path, ns=(stamp + 10**9, stamp + 10**9))  # coarse-mtime filesystems
-    again = np.array(load_region(spec, tmp_path / "cache").image)
-    assert not np.array_equal(first, again)
-    fresh = np.array(load_region(spec, None).image)
-    np.testing.assert_array_equal(again, fresh)

@@ -66,6 +66,7 @@ def _table(datasets: list[str], classes: list[str]) -> SampleTable:
     return SampleTable(
         root=".",
         dataset=np.array(datasets),
+        split=strings,
         case_id=strings,
         class_name=np.array(classes),
         modality=strings,

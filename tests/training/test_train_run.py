@@ -15,13 +15,12 @@ from neurosam3d.cli import app
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
 
 
-def _fast(manifest: Path, cache: Path) -> list[str]:
+def _fast(manifest: Path) -> list[str]:
     """Overrides that make the demo configuration take seconds."""
     return [
         f"data.root={manifest.parent}",
         f"data.train_manifests=[{manifest}]",
         f"data.val_manifests=[{manifest}]",
-        f"data.cache_dir={cache}",
         "data.classes=[liver, spleen]",
         "data.batch_size=1",
         "data.val_max_items=2",
@@ -47,7 +46,7 @@ def first_run(
     patch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = home / "train"
     args = ["train", "--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
-    *items, steps, every = _fast(ct_manifest, home / "cache")
+    *items, steps, every = _fast(ct_manifest)
     for item in items:
         args += ["--set", item]
     args += ["--overrides", f"{steps} {every}"]  # the params.yaml form
@@ -104,7 +103,7 @@ def test_resume_continues_step_optimiser_and_mlflow_run(
     home, summary, _ = first_run
     saved = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
     assert saved["global_step"] == 2
-    cfg = load_config(CONFIG, [*_fast(ct_manifest, home / "cache"), "trainer.max_steps=3"])
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "trainer.max_steps=3"])
     resumed = train(cfg, home / "resumed", resume=summary["last_checkpoint"])
     assert resumed.global_step == 3 and resumed.run_id == summary["run_id"]
     assert len(list(Path(resumed.best_checkpoint).parent.glob("best-*.ckpt"))) == 1
@@ -114,3 +113,95 @@ def test_resume_continues_step_optimiser_and_mlflow_run(
     assert all(int(s["step"]) == 2 for s in state_before.values())
     assert all(int(s["step"]) == 3 for s in state_after.values())  # Adam continued, not reset
     assert after["lr_schedulers"][0]["last_epoch"] == 3
+
+
+def _invoke(args: list[str]) -> object:
+    handlers = list(logging.getLogger().handlers)
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    for handler in set(logging.getLogger().handlers) - set(handlers):
+        logging.getLogger().removeHandler(handler)
+    return result
+
+
+def test_used_out_is_refused_unless_resuming(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    home, _, _ = first_run
+    out = home / "train"
+    before = (out / "summary.json").read_bytes()
+    args = ["train", "--config", str(CONFIG), "--out", str(out), "--device", "cpu"]
+    for item in _fast(ct_manifest):
+        args += ["--set", item]
+    result = _invoke(args)
+    assert result.exit_code == 2
+    assert "already holds a training run" in result.output
+    assert "--resume" in result.output and "Traceback" not in result.output
+    assert (out / "summary.json").read_bytes() == before  # nothing was touched
+
+
+def test_missing_manifest_is_named_without_a_traceback(tmp_path: Path) -> None:
+    missing = tmp_path / "work" / "data" / "manifest.parquet"
+    args = ["train", "--config", str(CONFIG), "--out", str(tmp_path / "out")]
+    args += ["--set", f"data.train_manifests=[{missing}]", "--set", f"data.root={missing.parent}"]
+    result = _invoke(args)
+    assert result.exit_code == 2
+    assert f"{missing}: manifest not found" in " ".join(result.output.split())
+    assert "neurosam3d prepare" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_best_checkpoint_names_with_a_version_suffix_are_parsed() -> None:
+    from neurosam3d.training.run import _best_step
+
+    assert _best_step(Path("best-300.ckpt")) == 300
+    assert _best_step(Path("best-300-v1.ckpt")) == 300
+    with pytest.raises(ValueError, match="not a best"):
+        _best_step(Path("last.ckpt"))
+
+
+def test_only_global_rank_zero_creates_the_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neurosam3d.training.run import is_rank_zero
+
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "1")  # Lightning's DDP launcher, second process
+    assert not is_rank_zero()
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("RANK", "3")  # torchrun
+    assert not is_rank_zero()
+
+
+def test_last_checkpoint_is_written_at_every_validation(ct_manifest: Path, tmp_path: Path) -> None:
+    import lightning as L
+
+    from neurosam3d.training import load_config
+    from neurosam3d.training.checkpoints import LastCheckpoint
+    from neurosam3d.training.datamodule import ManifestDataModule
+    from neurosam3d.training.module import InteractiveSegmentationModule
+
+    seen: list[int] = []
+    last = tmp_path / "checkpoints" / "last.ckpt"
+
+    class Record(L.Callback):
+        def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            seen.append(torch.load(last, map_location="cpu", weights_only=True)["global_step"])
+
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "data.val_max_items=1"])
+    trainer = L.Trainer(
+        max_steps=2,
+        val_check_interval=1,
+        check_val_every_n_epoch=None,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        callbacks=[LastCheckpoint(last, every_n_steps=None), Record()],
+    )
+    module = InteractiveSegmentationModule(cfg.to_dict())
+    trainer.fit(module, datamodule=ManifestDataModule(cfg.data, 64, cfg.seed))
+    assert seen == [1, 2]  # whether or not the validation improved on the best
+    assert not list(last.parent.glob(".*tmp*"))  # written through a renamed temporary
