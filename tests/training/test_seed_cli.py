@@ -102,7 +102,6 @@ def test_fit_then_validate_a_checkpoint(
         f"--data.root={ct_manifest.parent}",
         f"--data.train_manifests=[{ct_manifest}]",
         f"--data.val_manifests=[{ct_manifest}]",
-        "--data.cache_dir", "null",
         "--data.classes", "[liver]",
         "--data.batch_size", "1",
         "--data.val_max_items", "1",
