@@ -112,8 +112,10 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     from lightning.pytorch.loggers import MLFlowLogger
 
     from neurosam3d.model import get_config
+    from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
+    from neurosam3d.training.trained_pairs import trained_pairs
 
     out = out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +134,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
     atomic_write_text(out / "config.yaml", config_yaml)
 
     module = InteractiveSegmentationModule(cfg.to_dict())
+    module.trained_pairs = trained_pairs(cfg.data)
     data = ManifestDataModule(cfg.data, get_config(cfg.model.name).img_size, cfg.seed)
     trainer_cfg = cfg.trainer
     checkpoints = ModelCheckpoint(
@@ -174,6 +177,8 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: str | None) -> TrainSummary:
             client.log_text(run_id, config_yaml, name)
             client.set_tag(run_id, "neurosam3d.resumed_from", str(Path(resume).resolve()))
         module.overlay_sink = (client, run_id)
+        pairs_json = json.dumps(module.trained_pairs, indent=1) + "\n"
+        client.log_text(run_id, pairs_json, f"{TRAINED_PAIRS_KEY}.json")
 
     baseline: dict[str, float] = {}
     if trainer_cfg.validate_before_training and resume is None:
