@@ -116,6 +116,8 @@ def evaluate_command(
         ManifestError,
         evaluate,
         parse_shard,
+    )
+    from neurosam3d.evaluation.api import (
         summarise as summarise_folder,
     )
 

@@ -58,7 +58,9 @@ class OracleModel(torch.nn.Module):
         log.images.append(volume[0, 0].cpu().numpy().copy())
         return torch.cat([volume, index], dim=1)
 
-    def predict_masks(self, embedding, points, labels, mask_input=None, multimask=False, boxes=None):
+    def predict_masks(
+        self, embedding, points, labels, mask_input=None, multimask=False, boxes=None
+    ):
         assert points.shape[:2] == labels.shape and points.shape[2] == 3
         assert embedding.shape[0] == points.shape[0]
         log = _CURRENT
