@@ -44,7 +44,7 @@ def case():
 
 
 def test_resample_and_canonical_grid(case):
-    image, mask, work = case
+    image, _, work = case
     assert orientations.aff2axcodes(image.affine) == ("L", "A", "S")
     # floor(49 * 0.5 / 1.5) = 16; floor(54 * 0.4999999 / 1.5) = 17 (the stored spacing is just
     # under 0.5 mm); floor(9 * 7.499999 / 1.5) = 44.
