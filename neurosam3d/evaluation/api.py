@@ -11,9 +11,10 @@ prediction written whole) and writes, per case, as soon as the case is done:
   of several classes overlap, the class with the highest probability wins), plus
   ``predictions/<dataset>/<case>/<class>.nii.gz`` binary masks when ``class_masks`` is set.
 
-``run.json`` records what the parts belong to (model, protocol, manifest hash, target count);
-a run into a folder of another evaluation is refused. With ``resume`` cases whose part exists
-are skipped, so a killed run loses at most the case in flight. :func:`summarise` rebuilds from
+``run.json`` records what the parts belong to (model and weights hash, protocol, manifest hash,
+target count). With ``resume`` cases whose part exists are skipped, so a killed run loses at most
+the case in flight, and a folder of another evaluation is refused; without it such a folder's
+parts are removed and the run starts over. :func:`summarise` rebuilds from
 the parts of all shards (``neurosam3d evaluate --summarise DIR``; an unsharded run does it
 itself):
 
@@ -37,6 +38,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -255,20 +257,44 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _check_run_record(out_dir: Path, record: dict) -> None:
-    """Write ``run.json``, or check that the one there describes the same evaluation."""
+def _check_run_record(out_dir: Path, record: dict, resume: bool) -> None:
+    """Write ``run.json``, or check the one there: the same evaluation, or (not resuming) replace it.
+
+    A folder holding another evaluation (other model weights, protocol, manifests...) is refused
+    with ``resume``; without it, its parts and ``run.json`` are removed and the run starts over.
+    """
     path = out_dir / RUN_FILE
     text = json.dumps(record, indent=2, sort_keys=True) + "\n"
     if path.is_file():
         existing = json.loads(path.read_text())
-        if existing != record:
-            changed = sorted(k for k in {*existing, *record} if existing.get(k) != record.get(k))
+        if existing == record:
+            return
+        changed = sorted(k for k in {*existing, *record} if existing.get(k) != record.get(k))
+        if resume:
             raise EvaluationStateError(
                 f"{path}: the folder holds an evaluation with other settings ({', '.join(changed)}); "
-                f"use another --out or remove the folder"
+                f"cannot resume it: use another --out, or run without --resume to start over"
             )
-        return
+        logger.warning(
+            "%s holds an evaluation with other settings (%s): starting over", out_dir, changed
+        )
+        shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
+        path.unlink()
     atomic_write_bytes(path, text.encode())
+
+
+def model_sha256(model: torch.nn.Module, checkpoint: Path | None) -> str:
+    """Fingerprint of the evaluated weights: the checkpoint file's SHA-256, or the state dict's."""
+    digest = hashlib.sha256()
+    if checkpoint is not None:
+        with open(checkpoint, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def evaluate(
@@ -345,6 +371,7 @@ def evaluate(
     cases = [tuple(k) for k in rows[_CASE_KEYS].drop_duplicates().itertuples(index=False)]
     record = {
         "model": label,
+        "model_sha256": model_sha256(model, checkpoint),
         "protocol": asdict(config),
         "manifest_sha256": manifest_sha256(rows),
         "targets": len(rows),
@@ -353,7 +380,7 @@ def evaluate(
         "worst_overlays": worst_overlays,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_record(out_dir, record)
+    _check_run_record(out_dir, record, resume)
     mine = shard_cases(cases, shard)
     logger.info(
         "evaluating %s (%s protocol) on %d of %d cases (shard %d/%d), %d clicks (%s, seed %d), "

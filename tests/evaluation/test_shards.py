@@ -112,8 +112,8 @@ def test_resume_skips_written_cases_and_other_settings_are_refused(unsharded, pr
     os.utime(part, (1_000_000_000, 1_000_000_000))
     evaluate(checkpoint, [prepared], out, clicks=CLICKS, model_name="tiny", resume=True)
     assert part.stat().st_mtime == 1_000_000_000  # not rewritten
-    with pytest.raises(EvaluationStateError, match=r"other settings .*protocol"):
-        evaluate(checkpoint, [prepared], out, clicks=CLICKS, seed=1, model_name="tiny")
+    with pytest.raises(EvaluationStateError, match=r"other settings .*protocol.*cannot resume"):
+        evaluate(checkpoint, [prepared], out, clicks=CLICKS, seed=1, model_name="tiny", resume=True)
     with pytest.raises(EvaluationStateError, match="not an evaluation output folder"):
         summarise(prepared.parent)
 
