@@ -151,6 +151,7 @@ def reference_target(model, image, reference, grid, config, generator):
     rule = get_click_rule(config.click_rule)
     scores = []
     current = None
+    current_full = np.zeros(0, np.float32)  # whole-volume probabilities after the last click
     for _ in range(config.clicks):
         region = union_box([*windows.laid, *windows.predicted], grid.shape)
         target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
