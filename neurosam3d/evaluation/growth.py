@@ -35,7 +35,13 @@ DEFAULT_MAX_WINDOWS = 27
 
 
 def deepest_voxel(mask: np.ndarray, region: Box, window: Box) -> np.ndarray | None:
-    """Working voxel of ``mask`` (on ``region``) inside ``window`` farthest from its boundary, or None."""
+    """A working voxel of ``mask`` (on ``region``) inside ``window``, deep inside it; or None.
+
+    The maximum of the Euclidean distance to the mask's boundary (the window's faces count as
+    boundary), computed on every second voxel per axis (8x less work; a 128^3 window costs
+    about 0.1 s instead of 0.6 s); at full resolution when that subsample misses the mask
+    (structures about one voxel thin). The voxel returned is always a mask voxel.
+    """
     lo = [max(window.start[a], region.start[a]) - region.start[a] for a in range(3)]
     hi = [min(window.stop[a], region.stop[a]) - region.start[a] for a in range(3)]
     if any(b <= a for a, b in zip(lo, hi, strict=True)):
@@ -43,9 +49,13 @@ def deepest_voxel(mask: np.ndarray, region: Box, window: Box) -> np.ndarray | No
     part = mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))]
     if not part.any():
         return None
-    depth = ndimage.distance_transform_edt(np.pad(part, 1))[1:-1, 1:-1, 1:-1]
-    index = np.unravel_index(int(np.argmax(depth)), part.shape)
-    return np.asarray(index, dtype=np.float64) + np.asarray(lo) + np.asarray(region.start)
+    step = 2
+    coarse = part[::step, ::step, ::step]
+    if not coarse.any():
+        step, coarse = 1, part
+    depth = ndimage.distance_transform_edt(np.pad(coarse, 1))[1:-1, 1:-1, 1:-1]
+    index = np.asarray(np.unravel_index(int(np.argmax(depth)), coarse.shape)) * step
+    return index.astype(np.float64) + np.asarray(lo) + np.asarray(region.start)
 
 
 class GrowingWindows:
@@ -166,10 +176,15 @@ class GrowingWindows:
                     probs > self.threshold, window, self.grid.shape, self.overlap, self.known
                 )
             )
+        region = self.stitcher.region
         for box in [*self.laid, *sorted(neighbours, key=lambda b: b.start)]:
             if box in predicted or box in found:
                 continue
-            if deepest_voxel(mask, self.stitcher.region, box) is not None:
+            lo = [max(box.start[a], region.start[a]) - region.start[a] for a in range(3)]
+            hi = [min(box.stop[a], region.stop[a]) - region.start[a] for a in range(3)]
+            if all(b > a for a, b in zip(lo, hi, strict=True)) and mask[
+                tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+            ].any():
                 found.append(box)
         return found
 

@@ -141,7 +141,8 @@ class Stitcher:
     def probabilities(self) -> np.ndarray:
         """Stitched probabilities, ``region.size`` float32."""
         total = np.zeros(self.region.size, dtype=np.float32)
-        count = np.zeros(self.region.size, dtype=np.float32)
+        # one byte per voxel (at most 255 windows overlap a voxel): region-sized memory stays low
+        count = np.zeros(self.region.size, dtype=np.uint8)
         for window in sorted(self._windows, key=lambda b: b.start):
             dst, src = [], []
             for a in range(3):
@@ -153,5 +154,5 @@ class Stitcher:
                 src.append(slice(lo - window.start[a], hi - window.start[a]))
             else:
                 total[tuple(dst)] += self._windows[window][tuple(src)]
-                count[tuple(dst)] += 1.0
-        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+                count[tuple(dst)] += 1
+        return np.divide(total, count, out=total, where=count > 1)
