@@ -182,9 +182,10 @@ class GrowingWindows:
                 continue
             lo = [max(box.start[a], region.start[a]) - region.start[a] for a in range(3)]
             hi = [min(box.stop[a], region.stop[a]) - region.start[a] for a in range(3)]
-            if all(b > a for a, b in zip(lo, hi, strict=True)) and mask[
-                tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-            ].any():
+            if (
+                all(b > a for a, b in zip(lo, hi, strict=True))
+                and mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))].any()
+            ):
                 found.append(box)
         return found
 

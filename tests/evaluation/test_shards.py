@@ -21,6 +21,7 @@ from neurosam3d.cli import app
 from neurosam3d.data.prepare import prepare_dataset
 from neurosam3d.evaluation import evaluate
 from neurosam3d.evaluation.api import EvaluationStateError, parse_shard, summarise
+from neurosam3d.evaluation.models import resolve_amp, resolve_device
 from neurosam3d.model import build_model
 from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
 
@@ -47,8 +48,10 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def unsharded(prepared, checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("whole")
-    report = evaluate(checkpoint, [prepared], out, clicks=CLICKS, model_name="tiny", device="cpu")
-    return report
+    # Threads for targets (workers=2) must not change a byte either.
+    return evaluate(
+        checkpoint, [prepared], out, clicks=CLICKS, model_name="tiny", device="cpu", workers=2
+    )
 
 
 def _invoke(args: list[str]):
@@ -173,3 +176,12 @@ def test_training_records_its_pairs_in_the_checkpoint(prepared):
 def test_bad_shards_are_refused(text):
     with pytest.raises(ValueError, match="I/N"):
         parse_shard(text)
+
+
+def test_device_and_amp_resolution():
+    assert resolve_amp("auto", "cpu") is None
+    assert resolve_amp("auto", "cuda") is torch.bfloat16
+    assert resolve_amp("bf16", "cpu") is torch.bfloat16
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="auto, bf16 or none"):
+        resolve_amp("fp8", "cuda")
