@@ -15,6 +15,10 @@ import torch
 
 from neurosam3d.evaluation.geometry import Box, GridMap, sample_box
 
+#: Most windows decoded in one batch: a batch's upsampled probabilities and decoder activations
+#: take about 60 MB per 128^3 window, so larger batches cost memory for little CPU time.
+DEFAULT_DECODE_BATCH = 4
+
 
 class WindowSession:
     """Clicks and previous low-resolution logits of one window (``box``, model input size).
@@ -89,13 +93,15 @@ def predict_sessions(
     *,
     box_prompt: np.ndarray | None = None,
     amp_dtype: torch.dtype | None = None,
+    max_batch: int = DEFAULT_DECODE_BATCH,
 ) -> list[np.ndarray]:
     """Predict every session from all its clicks and its last logits; probabilities per session.
 
     Windows are encoded on first use, one at a time (an encoder batch of 128^3 crops costs
     memory, not time); decoding is batched over the sessions that have the same number of clicks
     and the same kind of mask prompt (first prediction or logits fed back), so a batched result
-    equals the one-window result up to float rounding (no padding clicks are added).
+    equals the one-window result up to float rounding (no padding clicks are added), in
+    batches of at most ``max_batch`` windows.
     """
     from neurosam3d.model import Predictor
 
@@ -106,7 +112,12 @@ def predict_sessions(
     for index, session in enumerate(sessions):
         groups.setdefault((len(session.points), session.logits is None), []).append(index)
     out: list[np.ndarray | None] = [None] * len(sessions)
-    for (_, first), members in sorted(groups.items()):
+    batches = [
+        (first, members[start : start + max_batch])
+        for (_, first), members in sorted(groups.items())
+        for start in range(0, len(members), max_batch)
+    ]
+    for first, members in batches:
         group = [sessions[i] for i in members]
         predictor = Predictor(model, device=device, amp_dtype=amp_dtype)
         predictor.set_embedding(torch.cat([s.embedding for s in group]))  # type: ignore[misc]
@@ -125,5 +136,5 @@ def predict_sessions(
         probabilities = result.probabilities[:, 0].float().cpu().numpy()
         for row, (index, session) in enumerate(zip(members, group, strict=True)):
             session.logits = result.low_res_logits[row : row + 1]
-            out[index] = probabilities[row]
+            out[index] = probabilities[row].copy()
     return out  # type: ignore[return-value]
