@@ -1,194 +1,317 @@
-"""Benchmark: interactive evaluation, ours (embedding once per window) vs re-encoding per click.
+"""Benchmark: the ``full`` evaluation protocol on a full-size volume, ours vs a fair reference.
 
-Both run the same protocol on the same targets with the same model, seed and click rule
-(``neurosam3d.evaluation.protocol``): the same windows, the same clicks and the same mapping back
-onto the original grid. The reference, written plainly below, works the way SAM-Med3D's scripts
-do per window: at every click it cuts the window's crop again and runs the image encoder on it
-before decoding, and it scores each click with MONAI (``DiceMetric``-style counts and
-``compute_surface_dice``, the standard implementation). Ours (``run_target``) encodes each window
-once, when its first click arrives, runs only prompt encoder and decoder per click, and scores
-with :class:`~neurosam3d.evaluation.metrics.ReferenceScorer`. An ablation (``--scorer ours``)
-gives the reference our scorer, so that re-encoding is the only difference
-(``encode_once_speedup``). Scores of both are compared click by click.
+Data (default): the full-size CT set, built in a temporary folder: the shipped CT
+``samples/nnUNet_raw/Dataset001_TotalSegCT`` case ``s0001`` (122 x 101 x 112 at 3 mm, 61
+TotalSegmentator classes: pseudo ground truth) upsampled to 0.75 x 0.75 x 1.5 mm
+(488 x 404 x 224 = 44 M voxels; image linear, labels nearest) and prepared with
+``neurosam3d prepare`` (nnU-Net layout); targets ``--classes`` (default liver, 1.35 M voxels,
+and left adrenal gland, 6.8 k). ``--tree DIR --manifest FILE`` evaluates any prepared data instead.
 
-Data: the shipped CT ``samples/totalsegmentator/s0002`` (CT angiography, 120x126x164 at 1.5 mm,
-LPS; TotalSegmentator pseudo ground truth), its non-empty masks. Model: a named configuration
-with random weights (speed does not depend on the weights), on CPU.
+Both sides run the same protocol with the same model, seed and click rule: the same windows
+(laid over the target, then seeded and grown from the stitched prediction by
+:class:`~neurosam3d.evaluation.growth.GrowingWindows`), the same clicks, each window encoded
+once, as upstream SAM-Med3D encodes its crop once. They differ in what a click costs besides the
+model:
 
-Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 2] [--repeats 3]
-[--scorer monai|ours]``. The last line printed is a JSON object with ``eval_speedup`` (reference
-time / our time; ``encode_once_speedup`` with ``--scorer ours``).
+* **ours** (``neurosam3d.evaluation.protocol.run_full``): the stitched prediction is mapped back
+  onto the original grid only inside the windows' footprint, and scored there with
+  :class:`~neurosam3d.evaluation.metrics.ReferenceScorer` (the reference's surface computed once);
+* **reference** (below): every click the stitched prediction is pasted into a whole-volume
+  float32 array on the original grid (``box_to_original``), thresholded, and scored against the
+  whole reference with MONAI (``DiceMetric``, ``compute_surface_dice``), as evaluation scripts
+  built on MONAI do.
+
+Scores of both are compared click by click. ``peak_rss_mb`` is ours alone, in a fresh process
+(``ru_maxrss`` of a child running only our protocol on the same targets).
+
+Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 1]
+[--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE] [--device cpu]``. The last
+line printed is one JSON object with ``eval_speedup`` (ours / reference targets per second),
+``peak_rss_mb`` and ``seconds_per_click`` (ours).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
-from monai.metrics import compute_surface_dice
 
-from neurosam3d.evaluation.geometry import GridMap, box_to_original, grid_for_image, sample_box
-from neurosam3d.evaluation.metrics import score_masks
-from neurosam3d.evaluation.protocol import ProtocolConfig, run_target, target_seed
-from neurosam3d.evaluation.windows import Stitcher, plan_windows, union_box
-from neurosam3d.io.nifti import load_nifti
-from neurosam3d.model import build_model
+from neurosam3d.evaluation.geometry import box_to_original, grid_for_image, sample_box
+from neurosam3d.evaluation.growth import GrowingWindows
+from neurosam3d.evaluation.protocol import ProtocolConfig, _working_bbox, run_full, target_seed
+from neurosam3d.evaluation.windows import plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
 from neurosam3d.training.intensity import normalise_intensity
 
-CASE = Path(__file__).resolve().parents[1] / "samples" / "totalsegmentator" / "s0002"
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
+ZOOM = (4.0, 4.0, 2.0)  # 3 mm -> 0.75 x 0.75 x 1.5 mm
 
 
-def monai_scores(
-    prediction: np.ndarray, reference: np.ndarray, spacing, tolerance_mm: float
-) -> tuple[float, float]:
-    """Dice and NSD of one click with MONAI, the straightforward way (whole volumes)."""
+def build_full_size_set(folder: Path) -> Path:
+    """The upsampled s0001 as an nnU-Net raw dataset under ``folder``, prepared; its manifest."""
+    from scipy import ndimage
+
+    from neurosam3d.data.config import config_for_layout
+    from neurosam3d.data.prepare import prepare_dataset
+    from neurosam3d.io.nifti import make_image, save_nifti
+
+    raw = folder / "Dataset901_TotalSegCTFull"
+    (raw / "imagesTr").mkdir(parents=True)
+    (raw / "labelsTr").mkdir()
+    doc = json.loads((SOURCE / "dataset.json").read_text())
+    doc.update(numTraining=1, name="TotalSegCTFull")
+    (raw / "dataset.json").write_text(json.dumps(doc, indent=1))
+    image = nib.load(SOURCE / "imagesTr" / "s0001_0000.nii.gz")
+    labels = nib.load(SOURCE / "labelsTr" / "s0001.nii.gz")
+    affine = image.affine.copy()
+    affine[:3, :3] = affine[:3, :3] / np.asarray(ZOOM)
+    # voxel centres of the fine grid: corner-aligned with the coarse one
+    affine[:3, 3] = image.affine[:3, 3] + image.affine[:3, :3] @ (0.5 / np.asarray(ZOOM) - 0.5)
+    volume = ndimage.zoom(
+        np.asarray(image.dataobj, np.float32), ZOOM, order=1, grid_mode=True, mode="nearest"
+    )
+    save_nifti(
+        make_image(np.round(volume).astype(np.int16), affine, like=image),
+        raw / "imagesTr" / "s0001_0000.nii.gz",
+    )
+    del volume
+    label_map = ndimage.zoom(
+        np.asarray(labels.dataobj), ZOOM, order=0, grid_mode=True, mode="nearest"
+    )
+    save_nifti(
+        make_image(label_map.astype(np.uint8), affine, like=labels),
+        raw / "labelsTr" / "s0001.nii.gz",
+    )
+    del label_map
+    out = folder / "prepared"
+    prepare_dataset(config_for_layout("nnunet", raw), out, workers=1)
+    return out / "manifest.parquet"
+
+
+def load_targets(tree: Path, manifest: Path, classes: list[str] | None):
+    """(name, normalised image, grid, reference) per selected manifest row (first case only)."""
+    import pandas as pd
+
+    from neurosam3d.io.paths import safe_join
+
+    rows = pd.read_parquet(manifest).sort_values(["dataset", "split", "case_id", "class_name"])
+    if classes:
+        rows = rows[rows["class_name"].isin(classes)]
+    rows = rows[rows["case_id"] == rows["case_id"].iloc[0]]
+    first = rows.iloc[0]
+    image = nib.load(safe_join(tree, first["image_path"]))
+    volume = normalise_intensity(np.asarray(image.dataobj), first["modality"])
+    grid = grid_for_image(image)
+    targets = []
+    for row in rows.itertuples(index=False):
+        mask = np.asarray(nib.load(safe_join(tree, row.mask_path)).dataobj) > 0
+        targets.append((f"{row.case_id}/{row.class_name}", mask))
+    return volume, grid, image.shape, targets
+
+
+def monai_scores(prediction: np.ndarray, reference: np.ndarray, spacing, tolerance_mm: float):
+    """Dice and NSD of one click with MONAI, on the whole volume."""
+    from monai.metrics import DiceMetric, compute_surface_dice
+
     pred = torch.from_numpy(prediction)[None, None].float()
     ref = torch.from_numpy(reference)[None, None].float()
-    total = float(pred.sum() + ref.sum())
-    dice = 2.0 * float((pred * ref).sum()) / total
+    dice = DiceMetric(include_background=True, reduction="none")(pred, ref)
     nsd = compute_surface_dice(
         pred, ref, [tolerance_mm], include_background=True, spacing=list(spacing)
     )
-    return dice, float(nsd)
+    return float(dice), float(nsd)
 
 
-def ours_scores(
-    prediction: np.ndarray, reference: np.ndarray, spacing, tolerance_mm: float
-) -> tuple[float, float]:
-    """Dice and NSD of one click with our scorer (a fresh one per click: no caching across clicks)."""
-    scores = score_masks(prediction, reference, spacing, tolerance_mm)
-    return scores.dice, scores.nsd
-
-
-SCORERS = {"monai": monai_scores, "ours": ours_scores}
-
-
-def reference_target(
-    model: torch.nn.Module,
-    image: np.ndarray,
-    reference: np.ndarray,
-    grid: GridMap,
-    config: ProtocolConfig,
-    generator: torch.Generator,
-    scorer=monai_scores,
-) -> list[tuple[float, float]]:
-    """The protocol written plainly, re-encoding a window's crop at every click; (Dice, NSD) per click."""
-    size = model.img_size
-    background = float(image.min())
-    idx = np.argwhere(reference)
-    corners = grid.to_working(np.array([idx.min(axis=0), idx.max(axis=0)], dtype=np.float64))
-    lo, hi = np.floor(corners.min(axis=0)), np.floor(corners.max(axis=0)) + 1
-    windows = plan_windows(lo, hi, size, overlap=config.overlap)
-    region = union_box(windows, grid.shape)
-    target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
-    clicks: dict = {w: ([], []) for w in windows}
-    logits: dict = {}
-    stitcher = Stitcher(region)
+def reference_target(model, image, reference, grid, config, generator):
+    """The ``full`` protocol written plainly, scored on the whole volume: (Dice, NSD) per click."""
+    size = int(model.img_size)
+    lo, hi = _working_bbox(reference, grid)
+    windows = GrowingWindows(
+        model,
+        image,
+        grid,
+        background=float(image.min()),
+        overlap=config.overlap,
+        threshold=config.threshold,
+        max_windows=config.max_windows,
+    )
+    windows.lay(plan_windows(lo, hi, size, overlap=config.overlap))
     rule = get_click_rule(config.click_rule)
-    probs_region = None
     scores = []
+    current = None
+    current_full = np.zeros(0, np.float32)  # whole-volume probabilities after the last click
     for _ in range(config.clicks):
-        current = None if probs_region is None else torch.from_numpy(probs_region)[None]
-        step = rule(target, current, generator=generator, threshold=config.threshold)
+        region = union_box([*windows.laid, *windows.predicted], grid.shape)
+        target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
+        if windows.region is not None:  # the current prediction, sampled from the whole volume
+            current = torch.from_numpy(sample_box(current_full, grid, region, order=0) > 0.5)[None]
+        step = rule(target, current, generator=generator)
         point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
         label = int(step.labels[0, 0])
-        for window in windows:
-            if label == NOT_A_POINT or not window.contains(point):
-                continue
-            points, labels = clicks[window]
-            points.append(point - np.asarray(window.start))
-            labels.append(label)
-            crop = torch.from_numpy(sample_box(image, grid, window, order=1, cval=background))
-            embedding = model.image_encoder(crop[None, None])  # again, at every click
-            low, _ = model.predict_masks(
-                embedding,
-                torch.from_numpy(np.stack(points).astype(np.float32))[None],
-                torch.tensor([labels]),
-                mask_input=logits.get(window),
-            )
-            logits[window] = low
-            probs = torch.sigmoid(model.upscale_logits(low, size))[0, 0].numpy()
-            stitcher.set(window, probs)
-        probs_region = stitcher.probabilities()
-        prediction = box_to_original(probs_region, grid, region) > config.threshold
-        scores.append(scorer(prediction, reference, grid.original_spacing, config.nsd_tolerance_mm))
+        if label != NOT_A_POINT:
+            windows.predict(windows.click(point, label))
+        windows.propagate()
+        current_full = box_to_original(windows.probabilities(), grid, windows.region)
+        prediction = current_full > config.threshold
+        scores.append(
+            monai_scores(prediction, reference, grid.original_spacing, config.nsd_tolerance_mm)
+        )
     return scores
+
+
+def _ours_only(args) -> None:
+    """Child process: our protocol alone on the targets (for peak RSS)."""
+    from neurosam3d.model import build_model
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = build_model(args.config).eval().to(args.device)
+    volume, grid, _, targets = load_targets(Path(args.tree), Path(args.manifest), args.class_list)
+    config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
+    with torch.inference_mode():
+        for name, mask in targets:
+            generator = torch.Generator().manual_seed(target_seed(0, name))
+            run_full(model, volume, mask, grid, config, generator, background=float(volume.min()))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak}))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="small", help="model configuration (build_model name)")
     parser.add_argument("--clicks", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N per target and method")
-    parser.add_argument(
-        "--scorer", choices=sorted(SCORERS), default="monai", help="the reference's scorer"
-    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--max-windows", type=int, default=27)
+    parser.add_argument("--classes", default="liver,adrenal_gland_left", help="'' for all rows")
+    parser.add_argument("--tree", help="label-tree root of --manifest (default: build the set)")
+    parser.add_argument("--manifest", help="prepared manifest (default: build the set)")
+    parser.add_argument("--ours-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.class_list = [c for c in args.classes.split(",") if c]
+    if args.ours_only:
+        _ours_only(args)
+        return
+    logging.basicConfig(level=logging.WARNING)
+    scratch = None
+    if args.manifest is None:
+        scratch = Path(tempfile.mkdtemp(prefix="neurosam3d-bench-eval-"))
+        started = time.perf_counter()
+        args.manifest = str(build_full_size_set(scratch))
+        args.tree = str(Path(args.manifest).parent)
+        print(f"built the full-size CT set in {time.perf_counter() - started:.0f} s")
+    elif args.tree is None:
+        args.tree = str(Path(args.manifest).parent)
+    try:
+        run(args)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def run(args) -> None:
+    from neurosam3d.model import build_model
+
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = build_model(args.config).eval()
-    image = load_nifti(CASE / "ct.nii.gz")
-    volume = normalise_intensity(np.asarray(image.dataobj), "CT")
-    grid = grid_for_image(image)
-    config = ProtocolConfig(clicks=args.clicks)
-    targets = []
-    for path in sorted((CASE / "segmentations").glob("*.nii.gz")):
-        mask = np.asarray(load_nifti(path).dataobj) > 0
-        if mask.any():
-            targets.append((path.name.removesuffix(".nii.gz"), mask))
-
-    def generator(name: str) -> torch.Generator:
-        return torch.Generator().manual_seed(target_seed(0, "s0002", name))
-
+    model = build_model(args.config).eval().to(args.device)
+    volume, grid, shape, targets = load_targets(
+        Path(args.tree), Path(args.manifest), args.class_list
+    )
+    config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
+    background = float(volume.min())
+    print(
+        f"volume {tuple(shape)} ({int(np.prod(shape)) / 1e6:.1f} M voxels), {len(targets)} targets"
+    )
+    ours_s = ref_s = 0.0
+    max_diff = 0.0
     with torch.inference_mode():
-        run_target(model, volume, targets[0][1], grid, config, generator(targets[0][0]))  # warm-up
-        ours_s = ref_s = 0.0
-        max_diff = 0.0
         for name, mask in targets:
-            # Alternate the two methods and keep each one's best time: load from other
-            # processes then affects both alike.
-            ours_t, ref_t = [], []
-            for _ in range(args.repeats):
-                start = time.perf_counter()
-                ours = run_target(model, volume, mask, grid, config, generator(name))
-                mid = time.perf_counter()
-                ref = reference_target(
-                    model, volume, mask, grid, config, generator(name), SCORERS[args.scorer]
-                )
-                ours_t.append(mid - start)
-                ref_t.append(time.perf_counter() - mid)
-            ours_s += min(ours_t)
-            ref_s += min(ref_t)
+            start = time.perf_counter()
+            ours = run_full(
+                model,
+                volume,
+                mask,
+                grid,
+                config,
+                torch.Generator().manual_seed(target_seed(0, name)),
+                background=background,
+            )
+            mid = time.perf_counter()
+            ref = reference_target(
+                model,
+                volume,
+                mask,
+                grid,
+                config,
+                torch.Generator().manual_seed(target_seed(0, name)),
+            )
+            ours_t, ref_t = mid - start, time.perf_counter() - mid
+            ours_s += ours_t
+            ref_s += ref_t
             diff = max(
                 max(abs(a.scores.dice - d), abs(a.scores.nsd - n))
                 for a, (d, n) in zip(ours.clicks, ref, strict=True)
             )
             max_diff = max(max_diff, diff)
             print(
-                f"{name:32s} windows {ours.final.windows}  ours {min(ours_t):6.2f} s  "
-                f"reference {min(ref_t):6.2f} s  max |d score| {diff:.2e}"
+                f"{name:32s} {int(mask.sum()):>9d} voxels  windows {ours.final.windows_predicted:2d} "
+                f"(seeded clicks {ours.final.seeded_clicks:2d})  Dice {ours.final.scores.dice:.3f}  "
+                f"ours {ours_t:6.1f} s  reference {ref_t:6.1f} s  max |d score| {diff:.1e}"
             )
+    child = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--ours-only",
+            "--config",
+            args.config,
+            "--clicks",
+            str(args.clicks),
+            "--threads",
+            str(args.threads),
+            "--device",
+            args.device,
+            "--max-windows",
+            str(args.max_windows),
+            "--classes",
+            args.classes,
+            "--tree",
+            args.tree,
+            "--manifest",
+            args.manifest,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mb"]
     result = {
         "config": args.config,
         "clicks": args.clicks,
         "targets": len(targets),
+        "voxels": int(np.prod(shape)),
         "threads": args.threads,
-        "reference_scorer": args.scorer,
-        "repeats": args.repeats,
+        "device": args.device,
         "ours_targets_per_s": len(targets) / ours_s,
         "reference_targets_per_s": len(targets) / ref_s,
-        ("eval_speedup" if args.scorer == "monai" else "encode_once_speedup"): ref_s / ours_s,
+        "eval_speedup": ref_s / ours_s,
+        "peak_rss_mb": peak,
+        "seconds_per_click": ours_s / (len(targets) * args.clicks),
         "max_abs_score_diff": max_diff,
     }
-    print(
-        f"ours {result['ours_targets_per_s']:.3f} targets/s, reference {result['reference_targets_per_s']:.3f} targets/s"
-    )
     print(json.dumps(result))
 
 

@@ -95,6 +95,11 @@ def categorise(class_name: str) -> str:
     return default_taxonomy().categorise(class_name)
 
 
+#: Checkpoint key (and MLflow artifact stem) holding the (dataset, class_name) pairs a model was
+#: trained on, as a sorted list of ``[dataset, class_name]`` lists.
+TRAINED_PAIRS_KEY = "neurosam3d_trained_pairs"
+
+
 def seen_pairs(
     training_manifest: str | os.PathLike[str] | pd.DataFrame | pa.Table,
     splits: Iterable[str] | None = TRAINING_SPLITS,

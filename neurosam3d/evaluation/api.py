@@ -1,26 +1,46 @@
-"""``evaluate``: run the interactive protocol over manifests and write every artifact.
+"""``evaluate``: run an interactive protocol over manifests and write every artifact.
 
-Output folder layout (all files deterministic for the same model, manifests and seed):
+A run evaluates the cases of its shard (``shard=(I, N)``: every N-th case of the sorted case list,
+from the I-th; all targets of a case stay together, so its image is read once and its multi-label
+prediction written whole) and writes, per case, as soon as the case is done:
 
-* ``results.parquet``: one row per (model, dataset, case, class, click) (:mod:`.results`);
-* ``tables/<name>.csv|md``: aggregates (:mod:`.tables`);
-* ``dice_vs_clicks.png`` and ``overlays/<rank>_<dataset>_<case>_<class>.png`` for the worst
-  targets by final Dice (:mod:`.plots`);
+* ``parts/<dataset>/<split>/<case>.parquet``: the case's results rows (:mod:`.results`), and
+  ``<case>.overlays.npz`` beside it (the overlay slice of each target);
 * ``predictions/<dataset>/<case>.nii.gz``: one multi-label prediction per case on the original
   grid (voxel values as in ``predictions/<dataset>/<case>.json``; where the final predictions
   of several classes overlap, the class with the highest probability wins), plus
-  ``predictions/<dataset>/<case>/<class>.nii.gz`` binary masks when ``class_masks`` is set;
+  ``predictions/<dataset>/<case>/<class>.nii.gz`` binary masks when ``class_masks`` is set.
+
+``run.json`` records what the parts belong to (model and weights hash, protocol, manifest hash,
+target count). With ``resume`` cases whose part exists are skipped, so a killed run loses at most
+the case in flight, and a folder of another evaluation is refused; without it such a folder's
+parts are removed and the run starts over. :func:`summarise` rebuilds from
+the parts of all shards (``neurosam3d evaluate --summarise DIR``; an unsharded run does it
+itself):
+
+* ``results.parquet``: one row per (model, dataset, case, class, click);
+* ``tables/<name>.csv|md``: aggregates (:mod:`.tables`);
+* ``dice_vs_clicks.png`` and ``overlays/<rank>_<dataset>_<case>_<class>.png`` for the worst
+  targets by final Dice (:mod:`.plots`);
 * ``summary.json``: mean Dice and NSD at 1/3/5/10 clicks, per-category Dice at 5 clicks (what the
   promotion gate compares), the manifest content hash and the protocol.
+
+All files are deterministic for the same model, manifests and seed, whatever the sharding.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import logging
 import math
 import os
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,15 +53,34 @@ import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA, check_schema
 from neurosam3d.evaluation.geometry import grid_for_image
-from neurosam3d.evaluation.models import resolve_model
+from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
+from neurosam3d.evaluation.models import (
+    checkpoint_path,
+    resolve_amp,
+    resolve_device,
+    resolve_model,
+    trained_pairs_from_checkpoint,
+)
 from neurosam3d.evaluation.plots import (
     OverlaySlice,
     overlay_slice,
     plot_dice_vs_clicks,
     plot_overlay,
 )
-from neurosam3d.evaluation.protocol import ProtocolConfig, TargetResult, run_target, target_seed
-from neurosam3d.evaluation.results import read_results, results_table, write_results
+from neurosam3d.evaluation.protocol import (
+    FULL,
+    SAM_MED3D,
+    ProtocolConfig,
+    TargetResult,
+    run_full,
+    target_seed,
+)
+from neurosam3d.evaluation.results import (
+    RESULTS_SCHEMA,
+    read_results,
+    results_table,
+    write_results,
+)
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
@@ -53,10 +92,13 @@ logger = logging.getLogger(__name__)
 #: Click count whose per-category Dice the promotion gate compares.
 GATE_CLICKS = 5
 _KEYS = ["dataset", "split", "case_id", "class_name"]
+_CASE_KEYS = ["dataset", "split", "case_id"]
 #: Manifest columns that become file or folder names of the outputs.
 _NAME_COLUMNS = ("dataset", "case_id", "class_name")
 #: Manifest columns holding paths relative to the data root.
 _PATH_COLUMNS = ("image_path", "mask_path")
+RUN_FILE = "run.json"
+PARTS_DIR = "parts"
 
 
 @dataclass(frozen=True)
@@ -139,15 +181,6 @@ def manifest_sha256(rows: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _seen_pairs(training_manifest: str | os.PathLike[str] | None) -> set[tuple[str, str]]:
-    if training_manifest is None:
-        logger.warning("no training manifest given: every (dataset, class) is reported as unseen")
-        return set()
-    from neurosam3d.taxonomy import seen_pairs
-
-    return seen_pairs(training_manifest)
-
-
 def _load_3d(path: Path) -> nib.Nifti1Image:
     """A manifest's image or mask as 3D (a trailing singleton axis dropped), else a clear error."""
     hint = "manifest paths must name 3D volumes (prepare writes one folder per channel)"
@@ -161,6 +194,109 @@ def _default_model_name(model: object) -> str:
     return text if text.startswith("models:/") else Path(text).stem
 
 
+class EvaluationStateError(ValueError):
+    """An output folder that holds another evaluation, or parts that cannot be summarised."""
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (1 <= I <= N) -> ``(I, N)``; ``ValueError`` naming the problem otherwise."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        index, count = int(head), int(tail)
+    except ValueError:
+        raise ValueError(f"shard {text!r}: expected I/N, e.g. 1/4") from None
+    if not sep or count < 1 or not 1 <= index <= count:
+        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N")
+    return index, count
+
+
+def shard_cases(cases: list[tuple[str, str, str]], shard: tuple[int, int]) -> list[int]:
+    """Positions of the cases (sorted keys) that shard ``(I, N)`` evaluates: every N-th from I-1."""
+    index, count = shard
+    return list(range(index - 1, len(cases), count))
+
+
+def _seen(
+    training_manifest: str | os.PathLike[str] | None, checkpoint: Path | None
+) -> tuple[set[tuple[str, str]], str]:
+    """The model's seen (dataset, class) pairs and where they came from."""
+    if training_manifest is not None:
+        from neurosam3d.taxonomy import seen_pairs
+
+        return seen_pairs(training_manifest), f"training manifest {training_manifest}"
+    if checkpoint is not None:
+        recorded = trained_pairs_from_checkpoint(checkpoint)
+        if recorded is not None:
+            return recorded, f"checkpoint {checkpoint.name}"
+    logger.warning(
+        "the model records no training pairs and no --training-manifest was given: every "
+        "(dataset, class) is reported as unseen"
+    )
+    return set(), "none"
+
+
+def _part_paths(out_dir: Path, dataset: str, split: str, case_id: str) -> tuple[Path, Path]:
+    folder = safe_join(out_dir, PARTS_DIR, dataset, split)
+    return safe_join(folder, f"{case_id}.parquet"), safe_join(folder, f"{case_id}.overlays.npz")
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``; refuse (no wait) when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise EvaluationStateError(
+                f"{path}: another evaluation is writing this shard of {path.parent}"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_run_record(out_dir: Path, record: dict, resume: bool) -> None:
+    """Write ``run.json``, or check the one there: the same evaluation, or (not resuming) replace it.
+
+    A folder holding another evaluation (other model weights, protocol, manifests...) is refused
+    with ``resume``; without it, its parts and ``run.json`` are removed and the run starts over.
+    """
+    path = out_dir / RUN_FILE
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        if existing == record:
+            return
+        changed = sorted(k for k in {*existing, *record} if existing.get(k) != record.get(k))
+        if resume:
+            raise EvaluationStateError(
+                f"{path}: the folder holds an evaluation with other settings ({', '.join(changed)}); "
+                f"cannot resume it: use another --out, or run without --resume to start over"
+            )
+        logger.warning(
+            "%s holds an evaluation with other settings (%s): starting over", out_dir, changed
+        )
+        shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
+        path.unlink()
+    atomic_write_bytes(path, text.encode())
+
+
+def model_sha256(model: torch.nn.Module, checkpoint: Path | None) -> str:
+    """Fingerprint of the evaluated weights: the checkpoint file's SHA-256, or the state dict's."""
+    digest = hashlib.sha256()
+    if checkpoint is not None:
+        with open(checkpoint, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def evaluate(
     model_or_checkpoint: torch.nn.Module | str | os.PathLike[str],
     manifests: list[str | os.PathLike[str]],
@@ -169,7 +305,7 @@ def evaluate(
     clicks: int = 10,
     seed: int = 0,
     click_rule: str = "random_error",
-    nsd_tolerance_mm: float = 2.0,
+    nsd_tolerance_mm: float | None = None,
     training_manifest: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
     architecture: str | None = None,
@@ -178,18 +314,32 @@ def evaluate(
     spacing_mm: float | None = None,
     worst_overlays: int = 4,
     class_masks: bool = False,
-    device: str = "cpu",
-) -> EvaluationReport:
+    device: str = "auto",
+    amp: str = "auto",
+    protocol: str = FULL,
+    max_windows: int = DEFAULT_MAX_WINDOWS,
+    shard: tuple[int, int] = (1, 1),
+    resume: bool = False,
+    workers: int = 1,
+) -> EvaluationReport | None:
     """Evaluate a model interactively on every (case, class) row of ``manifests``.
 
     ``model_or_checkpoint``: an ``nn.Module``, a checkpoint path, or ``models:/NAME@ALIAS``
     (``architecture`` names the configuration when a checkpoint does not reveal it);
     ``data_root``: the label-tree root the manifest paths are relative to (default:
-    :func:`default_data_root` of the first manifest); ``training_manifest``: the model's
-    training manifest, which decides seen/unseen (a (dataset, class) is seen when it has rows of
-    the training split ``Tr`` there, :func:`neurosam3d.taxonomy.seen_pairs`; the combined
-    manifest of ``prepare`` may be passed as is); ``model_name``: the ``model`` column of the results (default: checkpoint stem,
-    model URI or class name). See :class:`ProtocolConfig` for the protocol parameters.
+    :func:`default_data_root` of the first manifest); seen/unseen: the (dataset, class) pairs the
+    checkpoint records from its training (``neurosam3d train`` writes them), unless
+    ``training_manifest`` is given (a (dataset, class) is then seen when it has rows of the
+    training split ``Tr`` there, :func:`neurosam3d.taxonomy.seen_pairs`; the combined manifest of
+    ``prepare`` may be passed as is); ``model_name``: the ``model`` column of the results
+    (default: checkpoint stem, model URI or class name); ``device``: ``auto`` (a GPU when
+    present), ``cpu``, ``cuda``...; ``amp``: ``auto`` (bf16 on a GPU), ``bf16`` or ``none``;
+    ``shard``: ``(I, N)``, the I-th of N shards (module docstring); ``resume``: skip cases already
+    written; ``workers``: targets of a case run in parallel (threads). See :class:`ProtocolConfig`
+    for the protocol parameters.
+
+    Returns the report of :func:`summarise` for an unsharded run (``N == 1``), else ``None``
+    (summarise the folder once every shard is done).
     """
     config = ProtocolConfig(
         clicks=clicks,
@@ -198,85 +348,280 @@ def evaluate(
         nsd_tolerance_mm=nsd_tolerance_mm,
         orientation=orientation,
         spacing_mm=spacing_mm,
+        protocol=protocol,
+        max_windows=max_windows,
     )
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
     label = model_name or _default_model_name(model_or_checkpoint)
     rows = read_manifests(manifests)  # checked before the model loads: bad input fails fast
-    model = resolve_model(model_or_checkpoint, name=architecture, device=device)
+    device = resolve_device(device)
+    amp_dtype = resolve_amp(amp, device)
+    checkpoint = (
+        None
+        if isinstance(model_or_checkpoint, torch.nn.Module)
+        else checkpoint_path(model_or_checkpoint)
+    )
+    model = resolve_model(
+        model_or_checkpoint if checkpoint is None else checkpoint, name=architecture, device=device
+    )
     root = Path(data_root) if data_root is not None else default_data_root(manifests[0])
-    seen = _seen_pairs(training_manifest)
+    seen, seen_from = _seen(training_manifest, checkpoint)
+    cases = [tuple(k) for k in rows[_CASE_KEYS].drop_duplicates().itertuples(index=False)]
+    record = {
+        "model": label,
+        "model_sha256": model_sha256(model, checkpoint),
+        "protocol": asdict(config),
+        "manifest_sha256": manifest_sha256(rows),
+        "targets": len(rows),
+        "cases": len(cases),
+        "amp": None if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        "worst_overlays": worst_overlays,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_record(out_dir, record, resume)
+    mine = shard_cases(cases, shard)
     logger.info(
-        "evaluating %s on %d targets, %d clicks (%s, seed %d)",
+        "evaluating %s (%s protocol) on %d of %d cases (shard %d/%d), %d clicks (%s, seed %d), "
+        "%s, seen/unseen from %s",
         label,
-        len(rows),
+        config.protocol,
+        len(mine),
+        len(cases),
+        *shard,
         clicks,
         click_rule,
         seed,
+        device,
+        seen_from,
     )
+    by_case = rows.groupby(_CASE_KEYS, sort=True)
+    with _exclusive(out_dir / f".lock-shard-{shard[0]}-of-{shard[1]}"), torch.inference_mode():
+        for done, position in enumerate(mine, start=1):
+            dataset, split, case_id = cases[position]
+            part, views = _part_paths(out_dir, dataset, split, case_id)
+            if resume and part.is_file():
+                logger.info("%s/%s: already written, skipped (--resume)", dataset, case_id)
+                continue
+            case_rows = by_case.get_group((dataset, split, case_id))
+            context = _CaseContext(model, config, amp_dtype, label, seen, class_masks, out_dir)
+            records, overlays = context.run(root, case_rows, workers)
+            _write_views(views, overlays)
+            write_results(results_table(records), part)
+            logger.info(
+                "case %d/%d of this shard written: %s/%s", done, len(mine), dataset, case_id
+            )
+    if shard[1] > 1:
+        logger.info(
+            "shard %d/%d done; when every shard is done: neurosam3d evaluate --summarise %s",
+            *shard,
+            out_dir,
+        )
+        return None
+    return summarise(out_dir)
 
-    records: list[dict] = []
-    views: list[tuple[float, str, OverlaySlice]] = []
-    predictions: list[Path] = []
-    with torch.inference_mode():
-        for (dataset, split, case_id), case_rows in rows.groupby(
-            ["dataset", "split", "case_id"], sort=True
-        ):
-            image = _load_3d(safe_join(root, case_rows["image_path"].iloc[0]))
-            volume = np.asarray(image.dataobj)
-            grid = grid_for_image(image, orientation, spacing_mm)
-            normalised = normalise_intensity(volume, case_rows["modality"].iloc[0])
-            case = _CasePrediction(image, safe_join(out_dir, "predictions", dataset), case_id)
-            for row in case_rows.itertuples(index=False):
-                reference = np.asarray(_load_3d(safe_join(root, row.mask_path)).dataobj) > 0
-                generator = torch.Generator().manual_seed(
-                    target_seed(seed, dataset, split, case_id, row.class_name)
+
+class _CaseContext:
+    """Everything one case's targets share: the model, protocol, identity and output folder."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: ProtocolConfig,
+        amp_dtype: torch.dtype | None,
+        label: str,
+        seen: set[tuple[str, str]],
+        class_masks: bool,
+        out_dir: Path,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.amp_dtype = amp_dtype
+        self.label = label
+        self.seen = seen
+        self.class_masks = class_masks
+        self.out_dir = out_dir
+
+    def run(
+        self, root: Path, case_rows: pd.DataFrame, workers: int
+    ) -> tuple[list[dict], list[OverlaySlice]]:
+        """Results rows and overlay slices of one case; writes its multi-label prediction."""
+        first = case_rows.iloc[0]
+        dataset, split, case_id = first["dataset"], first["split"], first["case_id"]
+        image = _load_3d(safe_join(root, first["image_path"]))
+        config = self.config
+        if config.protocol == SAM_MED3D:
+            from neurosam3d.evaluation.sammed3d import run_sam_med3d, working_image
+
+            work = working_image(image)
+            display = np.asarray(image.dataobj, dtype=np.float32)
+            spacing = grid_for_image(image).original_spacing
+
+            def run_one(reference: np.ndarray, generator: torch.Generator) -> TargetResult:
+                return run_sam_med3d(
+                    self.model,
+                    work,
+                    reference,
+                    spacing,
+                    config,
+                    generator,
+                    amp_dtype=self.amp_dtype,
                 )
-                result = run_target(model, normalised, reference, grid, config, generator)
+
+        else:
+            grid = grid_for_image(image, config.orientation, config.spacing_mm)
+            display = normalise_intensity(np.asarray(image.dataobj), first["modality"])
+            background = float(display.min())
+
+            def run_one(reference: np.ndarray, generator: torch.Generator) -> TargetResult:
+                return run_full(
+                    self.model,
+                    display,
+                    reference,
+                    grid,
+                    config,
+                    generator,
+                    amp_dtype=self.amp_dtype,
+                    background=background,
+                )
+
+        def target(row) -> tuple[np.ndarray, TargetResult]:
+            reference = np.asarray(_load_3d(safe_join(root, row.mask_path)).dataobj) > 0
+            generator = torch.Generator().manual_seed(
+                target_seed(config.seed, dataset, split, case_id, row.class_name)
+            )
+            return reference, run_one(reference, generator)
+
+        case = _CasePrediction(
+            image, safe_join(self.out_dir, "predictions", dataset), case_id, len(case_rows)
+        )
+        records: list[dict] = []
+        views: list[OverlaySlice] = []
+        items = list(case_rows.itertuples(index=False))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes = pool.map(target, items) if workers > 1 else map(target, items)
+            for row, (reference, result) in zip(items, outcomes, strict=True):
                 identity = {
-                    "model": label,
+                    "model": self.label,
                     "dataset": dataset,
                     "split": split,
                     "case_id": case_id,
                     "class_name": row.class_name,
                     "modality": row.modality,
                     "category": row.category,
-                    "seen": (dataset, row.class_name) in seen,
+                    "seen": (dataset, row.class_name) in self.seen,
                 }
                 records.extend(_rows(identity, result, config))
                 final = result.final.scores.dice
                 logger.info(
-                    "%s/%s/%s: Dice %.3f after %d clicks",
+                    "%s/%s/%s: Dice %.3f after %d clicks (%d windows, %d seeded clicks)",
                     dataset,
                     case_id,
                     row.class_name,
                     final,
-                    clicks,
+                    config.clicks,
+                    result.final.windows_predicted,
+                    result.final.seeded_clicks,
                 )
                 title = (
-                    f"{label} | {dataset}/{case_id}/{row.class_name} | Dice {final:.3f} @ {clicks}"
+                    f"{self.label} | {dataset}/{case_id}/{row.class_name} | Dice {final:.3f} "
+                    f"@ {config.clicks}"
                 )
-                view = overlay_slice(title, volume, reference, result.prediction, image.affine)
-                views.append((final, f"{dataset}_{case_id}_{row.class_name}", view))
-                views = sorted(views, key=lambda v: (v[0], v[1]))[:worst_overlays]
-                case.add(row.class_name, result, class_masks)
-            predictions.append(case.write())
+                prediction = result.full_prediction(reference.shape)
+                views.append(overlay_slice(title, display, reference, prediction, image.affine))
+                del prediction
+                case.add(row.class_name, result, self.class_masks)
+        case.write()
+        return records, views
 
-    results_path = write_results(results_table(records), out_dir / "results.parquet")
+
+def _write_views(path: Path, views: list[OverlaySlice]) -> None:
+    """The overlay slices of one case as an ``.npz`` (no pickles)."""
+    arrays: dict[str, np.ndarray] = {"titles": np.array([v.title for v in views], dtype=np.str_)}
+    for index, view in enumerate(views):
+        arrays[f"image_{index}"] = view.image
+        arrays[f"reference_{index}"] = view.reference
+        arrays[f"prediction_{index}"] = view.prediction
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read_views(path: Path) -> list[OverlaySlice]:
+    with np.load(path, allow_pickle=False) as data:
+        titles = [str(t) for t in data["titles"]]
+        return [
+            OverlaySlice(t, data[f"image_{i}"], data[f"reference_{i}"], data[f"prediction_{i}"])
+            for i, t in enumerate(titles)
+        ]
+
+
+def summarise(out_dir: str | os.PathLike[str]) -> EvaluationReport:
+    """Rebuild results, tables, plots and summary from the parts in ``out_dir`` (every shard).
+
+    Raises :class:`EvaluationStateError` when ``out_dir`` holds no ``run.json`` or when parts of
+    some cases are missing (naming how many; run the missing shards, with ``--resume``).
+    """
+    out_dir = Path(out_dir)
+    run_path = out_dir / RUN_FILE
+    if not run_path.is_file():
+        raise EvaluationStateError(f"{out_dir}: no {RUN_FILE}, not an evaluation output folder")
+    record = json.loads(run_path.read_text())
+    parts = sorted((out_dir / PARTS_DIR).glob("*/*/*.parquet"))
+    if len(parts) != record["cases"]:
+        raise EvaluationStateError(
+            f"{out_dir}: parts of {len(parts)} of {record['cases']} cases are written; run the "
+            f"missing shards (with --resume) before summarising"
+        )
+    tables = [pq.read_table(p, schema=RESULTS_SCHEMA) for p in parts]
+    combined = pa.concat_tables(tables).sort_by(
+        [(k, "ascending") for k in ("model", "dataset", "split", "case_id", "class_name", "click")]
+    )
+    results_path = write_results(combined, out_dir / "results.parquet")
     results = read_results(results_path)
-    tables = write_tables(results, out_dir / "tables")
+    targets = results.drop_duplicates(_KEYS).shape[0]
+    if targets != record["targets"]:
+        raise EvaluationStateError(
+            f"{out_dir}: the parts hold {targets} of {record['targets']} targets"
+        )
+    written = write_tables(results, out_dir / "tables")
     plot = plot_dice_vs_clicks(results, out_dir / "dice_vs_clicks.png")
-    overlays = [
-        plot_overlay(view, safe_join(out_dir, "overlays", f"{rank:02d}_{key}.png"))
-        for rank, (_, key, view) in enumerate(views, start=1)
-    ]
-    summary = _summary(results, label, config, manifest_sha256(rows))
+    final = per_target(results)
+    last = report_clicks_from(final)[-1]
+    ranked: list[tuple[float, str, Path, int]] = []
+    for part in parts:
+        dataset, split, case_id = part.parent.parent.name, part.parent.name, part.stem
+        frame = final[
+            (final["dataset"] == dataset)
+            & (final["split"] == split)
+            & (final["case_id"] == case_id)
+        ]
+        for index, row in enumerate(frame.sort_values("class_name").itertuples(index=False)):
+            ranked.append(
+                (
+                    float(getattr(row, f"dice_{last}")),
+                    f"{dataset}_{case_id}_{row.class_name}",
+                    part.with_name(f"{case_id}.overlays.npz"),
+                    index,
+                )
+            )
+    ranked.sort(key=lambda r: (r[0], r[1]))
+    overlays = []
+    for old in sorted((out_dir / "overlays").glob("*.png")):
+        old.unlink()
+    for rank, (_, key, views, index) in enumerate(ranked[: record["worst_overlays"]], start=1):
+        view = _read_views(views)[index]
+        overlays.append(plot_overlay(view, safe_join(out_dir, "overlays", f"{rank:02d}_{key}.png")))
+    summary = _summary(results, record["model"], record["protocol"], record["manifest_sha256"])
     summary_path = out_dir / "summary.json"
     atomic_write_bytes(
         summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
     )
-    logger.info("evaluation written to %s", out_dir)
+    predictions = sorted((out_dir / "predictions").glob("*/*.nii.gz"))
+    logger.info("evaluation summarised in %s (%d targets)", out_dir, targets)
     return EvaluationReport(
-        out_dir, results_path, tables, plot, overlays, predictions, summary_path, summary
+        out_dir, results_path, written, plot, overlays, predictions, summary_path, summary
     )
 
 
@@ -292,6 +637,9 @@ def _rows(identity: dict, result: TargetResult, config: ProtocolConfig) -> list[
             "ref_voxels": step.scores.ref_voxels,
             "true_positive_voxels": step.scores.true_positives,
             "windows": step.windows,
+            "windows_predicted": step.windows_predicted,
+            "seeded_clicks": step.seeded_clicks,
+            "protocol": config.protocol,
             "click_rule": config.click_rule,
             "seed": config.seed,
             "nsd_tolerance_mm": config.nsd_tolerance_mm,
@@ -304,30 +652,34 @@ class _CasePrediction:
     """The multi-label prediction of one case, built class by class (original grid).
 
     Voxel values are 1, 2, ... in the order classes are added; where final predictions overlap,
-    the class with the highest probability wins. ``write`` saves ``<case>.nii.gz`` and the
-    value -> class legend ``<case>.json`` in ``folder``; ``add(..., class_mask=True)`` also
-    saves ``<case>/<class>.nii.gz``.
+    the class with the highest probability wins (probabilities kept as float16). ``write``
+    saves ``<case>.nii.gz`` and the value -> class legend ``<case>.json`` in ``folder``;
+    ``add(..., class_mask=True)`` also saves ``<case>/<class>.nii.gz``.
     """
 
-    def __init__(self, image: nib.Nifti1Image, folder: Path, case_id: str) -> None:
+    def __init__(self, image: nib.Nifti1Image, folder: Path, case_id: str, classes: int) -> None:
         self.image = image
         self.folder = folder
         self.case_id = case_id
-        self.labels = np.zeros(image.shape[:3], np.uint16)
-        self.best = np.zeros(image.shape[:3], np.float32)
+        dtype = np.uint8 if classes < 256 else np.uint16
+        self.labels = np.zeros(image.shape[:3], dtype)
+        self.best = np.zeros(image.shape[:3], np.float16)
         self.legend: dict[int, str] = {}
 
     def add(self, class_name: str, result: TargetResult, class_mask: bool) -> None:
         value = len(self.legend) + 1
-        wins = result.prediction & (result.probabilities > self.best)
-        self.labels[wins] = value
-        self.best[wins] = result.probabilities[wins]
+        footprint = result.footprint
+        probs = result.probabilities.astype(np.float16)
+        wins = (probs > result.threshold) & (probs > self.best[footprint])
+        self.labels[footprint][wins] = value
+        self.best[footprint][wins] = probs[wins]
         self.legend[value] = class_name
         if class_mask:
-            mask = make_image(
-                result.prediction.astype(np.uint8), self.image.affine, like=self.image
+            mask = result.full_prediction(self.labels.shape).astype(np.uint8)
+            save_nifti(
+                make_image(mask, self.image.affine, like=self.image),
+                safe_join(self.folder, self.case_id, f"{class_name}.nii.gz"),
             )
-            save_nifti(mask, safe_join(self.folder, self.case_id, f"{class_name}.nii.gz"))
 
     def write(self) -> Path:
         path = safe_join(self.folder, f"{self.case_id}.nii.gz")
@@ -341,7 +693,7 @@ def _nan_to_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _summary(results: pd.DataFrame, model: str, config: ProtocolConfig, manifest_hash: str) -> dict:
+def _summary(results: pd.DataFrame, model: str, protocol: dict, manifest_hash: str) -> dict:
     """The promotion gate's input: mean scores at the reported clicks and per category at 5."""
     targets = per_target(results)
     reported = report_clicks_from(targets)
@@ -351,7 +703,7 @@ def _summary(results: pd.DataFrame, model: str, config: ProtocolConfig, manifest
         "model": model,
         "manifest_sha256": manifest_hash,
         "targets": len(targets),
-        "protocol": asdict(config),
+        "protocol": protocol,
         "mean_dice": {str(k): _nan_to_none(targets[f"dice_{k}"].mean()) for k in reported},
         "mean_nsd": {str(k): _nan_to_none(targets[f"nsd_{k}"].mean()) for k in reported},
         "dice_auc": _nan_to_none(targets["dice_auc"].mean()),

@@ -198,10 +198,15 @@ def sample_box(
         grid_sl, box_sl = _box_slices(box, grid.shape)
         out[box_sl] = _reoriented_view(volume, grid)[grid_sl]
         return out
-    coords = grid.to_original(_box_points(box)).T
-    values = ndimage.map_coordinates(
-        np.asarray(volume, dtype=np.float32), coords, order=order, mode="constant", cval=cval
-    )
+    # Only the block of original voxels the box reads is converted and interpolated.
+    footprint = _footprint(grid, box)
+    if any(s.stop <= s.start for s in footprint):
+        return out
+    sub, offset = restrict_grid(grid, footprint)
+    local = _box_points(box) - offset
+    coords = sub.to_original(local).T
+    block = np.asarray(volume[footprint], dtype=np.float32)
+    values = ndimage.map_coordinates(block, coords, order=order, mode="constant", cval=cval)
     return values.reshape(box.size).astype(np.float32, copy=False)
 
 
@@ -240,3 +245,54 @@ def box_to_original(values: np.ndarray, grid: GridMap, box: Box) -> np.ndarray:
     sampled = ndimage.map_coordinates(values, local, order=1, mode="constant", cval=0.0)
     out[footprint] = sampled.reshape([s.stop - s.start for s in footprint])
     return out
+
+
+def restrict_grid(grid: GridMap, footprint: tuple[slice, ...]) -> tuple[GridMap, np.ndarray]:
+    """The map of the original voxels in ``footprint`` only, as if that block were the image.
+
+    Returns ``(sub, offset)``: ``sub`` maps block voxel indices (original index minus the
+    footprint's start) to working indices minus ``offset`` (``(3,)`` int, the smallest working
+    voxel the block reaches), so a working box ``b`` of ``grid`` is ``b.start - offset`` in
+    ``sub``. Without resampling ``sub`` is again an exact axis permutation.
+    """
+    start = np.array([s.start for s in footprint], dtype=np.float64)
+    shape = tuple(int(s.stop - s.start) for s in footprint)
+    shift = np.eye(4)
+    shift[:3, 3] = start
+    matrix = grid.matrix @ shift
+    corners = np.array(
+        [[(0, n - 1)[b] for b, n in zip(bits, shape, strict=True)] for bits in np.ndindex(2, 2, 2)],
+        dtype=np.float64,
+    )
+    working = corners @ matrix[:3, :3].T + matrix[:3, 3]
+    offset = np.floor(working.min(axis=0) + 1e-9).astype(int)
+    top = np.ceil(working.max(axis=0) - 1e-9).astype(int)
+    unshift = np.eye(4)
+    unshift[:3, 3] = -offset
+    sub_matrix = unshift @ matrix
+    sub = GridMap(
+        matrix=sub_matrix,
+        shape=tuple(int(n) for n in top - offset + 1),  # type: ignore[arg-type]
+        spacing=grid.spacing,
+        affine=grid.affine @ np.linalg.inv(unshift),
+        original_shape=shape,  # type: ignore[arg-type]
+        original_spacing=grid.original_spacing,
+    )
+    return sub, offset
+
+
+def box_to_footprint(
+    values: np.ndarray, grid: GridMap, box: Box
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """:func:`box_to_original` on the box's footprint only: ``(slices, values there)``.
+
+    ``slices`` index the original grid (every original voxel whose working position lies in
+    ``box``, clipped to the image); the array (float32) equals ``box_to_original(values, grid,
+    box)[slices]``, and the full result is 0 outside it. Memory and time are those of the box.
+    """
+    footprint = _footprint(grid, box)
+    if any(s.stop <= s.start for s in footprint):
+        return footprint, np.zeros([max(0, s.stop - s.start) for s in footprint], np.float32)
+    sub, offset = restrict_grid(grid, footprint)
+    shifted = Box(tuple(int(a) for a in np.asarray(box.start) - offset), box.size)  # type: ignore[arg-type]
+    return footprint, box_to_original(values, sub, shifted)

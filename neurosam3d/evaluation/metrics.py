@@ -137,9 +137,12 @@ def score_masks(
 class ReferenceScorer:
     """:func:`score_masks` against one fixed reference, for many predictions (one per click).
 
-    The reference's voxel count, surface and tolerance neighbourhood are computed once; each
-    prediction then costs its own surface and neighbourhood inside the union's bounding box.
-    Scores are identical to :func:`score_masks`.
+    The reference's voxel count, surface and tolerance neighbourhood are computed once, inside
+    its bounding box grown by the tolerance (nothing of the size of the volume is kept); each
+    prediction then costs its own surface and neighbourhood inside its own bounding box.
+    :meth:`score_box` scores a prediction given only on a block of the grid (zero elsewhere),
+    so a click costs the size of the block, not of the volume. Scores are identical to
+    :func:`score_masks`.
     """
 
     def __init__(
@@ -148,40 +151,84 @@ class ReferenceScorer:
         spacing: tuple[float, float, float],
         tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM,
     ) -> None:
-        self.ref = ref.astype(bool, copy=False)
+        ref = ref.astype(bool, copy=False)
+        self.shape = ref.shape
         self.spacing = spacing
         self.tolerance_mm = tolerance_mm
-        self.ref_voxels = int(self.ref.sum())
+        self.ref_voxels = int(ref.sum())
         self._ball = tolerance_ball(spacing, tolerance_mm)
-        self._ref_box = _foreground_box(self.ref)
-        self._surf_ref = np.zeros_like(self.ref)
-        self._near_ref = np.zeros_like(self.ref)
-        if self._ref_box is not None:
-            self._surf_ref[self._ref_box] = surface(self.ref[self._ref_box])
-            grown = _grow(self._ref_box, self._ball.shape, self.ref.shape)
-            self._near_ref[grown] = ndimage.binary_dilation(
-                self._surf_ref[grown], structure=self._ball
-            )
+        ref_box = _foreground_box(ref)
+        self._box = None
+        self.surface_voxels = 0
+        if ref_box is not None:
+            self._box = _grow(ref_box, self._ball.shape, ref.shape)
+            self._ref = np.ascontiguousarray(ref[self._box])
+            self._surf_ref = surface(self._ref)  # the grown box keeps a background rim or border
+            self._near_ref = ndimage.binary_dilation(self._surf_ref, structure=self._ball)
+            self.surface_voxels = int(self._surf_ref.sum())
+
+    def _take(self, stored: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+        """``stored`` (an array on the reference's box) read on the grid block ``box`` (0 outside)."""
+        out = np.zeros([s.stop - s.start for s in box], dtype=stored.dtype)
+        if self._box is None:
+            return out
+        dst, src = [], []
+        for b, r in zip(box, self._box, strict=True):
+            lo, hi = max(b.start, r.start), min(b.stop, r.stop)
+            if hi <= lo:
+                return out
+            dst.append(slice(lo - b.start, hi - b.start))
+            src.append(slice(lo - r.start, hi - r.start))
+        out[tuple(dst)] = stored[tuple(src)]
+        return out
 
     def score(self, pred: np.ndarray) -> MaskScores:
         """Scores of boolean ``pred`` (the reference's shape)."""
-        if pred.shape != self.ref.shape:
+        if pred.shape != self.shape:
             raise ValueError(
-                f"prediction shape {pred.shape} differs from reference shape {self.ref.shape}"
+                f"prediction shape {pred.shape} differs from reference shape {self.shape}"
             )
-        pred = pred.astype(bool, copy=False)
-        counts = int(pred.sum()), self.ref_voxels, int(np.logical_and(pred, self.ref).sum())
-        return MaskScores(_dice_from_counts(*counts), self._nsd(pred, counts[0]), *counts)
+        return self.score_box(pred, tuple(slice(0, n) for n in self.shape))
 
-    def _nsd(self, pred: np.ndarray, pred_voxels: int) -> float:
+    def score_box(self, pred: np.ndarray, box: tuple[slice, ...]) -> MaskScores:
+        """Scores of a prediction that is boolean ``pred`` on the grid block ``box`` and 0 elsewhere."""
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, self.shape, strict=True))
+        if pred.shape != tuple(s.stop - s.start for s in box):
+            raise ValueError(f"prediction block of shape {pred.shape} does not fit the box {box}")
+        pred = pred.astype(bool, copy=False)
+        pred_voxels = int(pred.sum())
+        true_positives = (
+            int(np.logical_and(pred, self._take(self._ref, box)).sum())
+            if self._box is not None
+            else 0
+        )
+        counts = pred_voxels, self.ref_voxels, true_positives
+        return MaskScores(_dice_from_counts(*counts), self._nsd(pred, box, pred_voxels), *counts)
+
+    def _nsd(self, pred: np.ndarray, box: tuple[slice, ...], pred_voxels: int) -> float:
         if pred_voxels == 0 or self.ref_voxels == 0:
             return math.nan if pred_voxels == self.ref_voxels else 0.0
-        box = _foreground_box(np.logical_or(pred, self.ref))
-        surf_pred = surface(pred[box])
-        surf_ref = self._surf_ref[box]
-        near_pred = ndimage.binary_dilation(surf_pred, structure=self._ball)
-        close = int((surf_pred & self._near_ref[box]).sum()) + int((surf_ref & near_pred).sum())
-        return close / int(surf_pred.sum() + surf_ref.sum())
+        own = _foreground_box(pred)  # grown by one voxel inside the block
+        assert own is not None
+        # Outside the block the prediction is 0, so its surface computed on the block padded with
+        # background is exactly that of the whole prediction.
+        surf_pred = surface(pred[own])
+        surf_box = tuple(
+            slice(b.start + o.start, b.start + o.stop) for b, o in zip(box, own, strict=True)
+        )
+        close_pred = int((surf_pred & self._take(self._near_ref, surf_box)).sum())
+        # The predicted surface's neighbourhood reaches the tolerance beyond its box.
+        near_box = _grow(surf_box, self._ball.shape, self.shape)
+        placed = np.zeros([s.stop - s.start for s in near_box], dtype=bool)
+        placed[
+            tuple(
+                slice(s.start - n.start, s.stop - n.start)
+                for s, n in zip(surf_box, near_box, strict=True)
+            )
+        ] = surf_pred
+        near_pred = ndimage.binary_dilation(placed, structure=self._ball)
+        close_ref = int((self._take(self._surf_ref, near_box) & near_pred).sum())
+        return (close_pred + close_ref) / int(surf_pred.sum() + self.surface_voxels)
 
 
 def _grow(

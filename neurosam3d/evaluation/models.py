@@ -62,6 +62,55 @@ def download_registered_checkpoint(
     return found[0]
 
 
+def checkpoint_path(
+    source: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """The local checkpoint file of a path or a ``models:/NAME@ALIAS`` URI (downloaded once)."""
+    text = str(source)
+    if text.startswith(MODEL_URI_PREFIX):
+        import tempfile
+
+        cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="neurosam3d-model-"))
+        return download_registered_checkpoint(text, cache)
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def trained_pairs_from_checkpoint(path: str | os.PathLike[str]) -> set[tuple[str, str]] | None:
+    """The (dataset, class_name) pairs recorded by ``neurosam3d train`` in a checkpoint, or None.
+
+    ``None`` when the checkpoint does not record them (release checkpoints, bare state dicts).
+    """
+    from neurosam3d.model.formats import read_state_dict
+    from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
+
+    if Path(path).suffix == ".safetensors":
+        return None
+    recorded = read_state_dict(path).metadata.get(TRAINED_PAIRS_KEY)
+    if recorded is None:
+        return None
+    return {(str(d), str(c)) for d, c in recorded}
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"``: ``"cuda"`` when a GPU is present, else ``"cpu"``; anything else as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_amp(amp: str, device: str) -> torch.dtype | None:
+    """Autocast dtype: ``"bf16"`` -> bfloat16, ``"none"`` -> None, ``"auto"`` -> bf16 on a GPU only."""
+    if amp == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else None
+    choices = {"bf16": torch.bfloat16, "none": None}
+    if amp not in choices:
+        raise ValueError(f"unknown amp {amp!r}; choose auto, bf16 or none")
+    return choices[amp]
+
+
 def resolve_model(
     model: torch.nn.Module | str | os.PathLike[str],
     *,
@@ -79,14 +128,5 @@ def resolve_model(
         return model.to(device).eval()
     from neurosam3d.model import load_checkpoint
 
-    source = str(model)
-    if source.startswith(MODEL_URI_PREFIX):
-        import tempfile
-
-        cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="neurosam3d-model-"))
-        path = download_registered_checkpoint(source, cache)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist")
+    path = checkpoint_path(model, cache_dir)
     return load_checkpoint(path, name=name).to(device).eval()

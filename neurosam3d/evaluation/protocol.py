@@ -1,19 +1,29 @@
-"""The interactive evaluation protocol for one (case, class) target.
+"""The interactive protocols, per (case, class) target, and their parameters.
 
-For a target (an image and its binary reference mask on the original grid):
+Two protocols, named in every result row (``protocol`` column):
+
+``full`` (default, :func:`run_full`), for an image and its binary reference mask on the
+original grid:
 
 1. the working grid (optional reorientation and resampling, :mod:`.geometry`) is planned, and
    windows of the model's input size are laid over the reference's bounding box (one window
    centred on it, as SAM-Med3D crops, or a tiling for larger targets, :mod:`.windows`);
 2. ``clicks`` clicks are simulated with a named, seeded rule from :mod:`neurosam3d.prompts` on
    the region the windows cover, each against the current stitched prediction;
-3. each click goes to the windows that contain it; a window that received a click is predicted
-   again from **all** its clicks so far and its previous low-resolution logits; its image
-   embedding is computed once, when its first click arrives;
-4. after every click the stitched probabilities are mapped back onto the original grid
-   (:func:`~neurosam3d.evaluation.geometry.box_to_original`), thresholded at 0.5, and scored there
-   (Dice, NSD, voxel counts, :mod:`.metrics`). The target's score is that of its **final**
-   click, never its best.
+3. each click goes to the windows that contain it; those are predicted again from **all** their
+   clicks so far and their previous low-resolution logits (one batch); then the prediction is
+   made whole by the mechanism of ``neurosam3d predict`` (:class:`~.growth.GrowingWindows`):
+   every laid window the stitched mask overlaps, and every window beyond a face a window's mask
+   reaches, is added and seeded with a positive click at the mask's deepest voxel inside it
+   (``seeded_clicks``, not counted as clicks). A window's embedding is computed once;
+4. after every click the stitched probabilities are mapped back onto the original grid **inside
+   the footprint of the windows only** (:func:`~.geometry.box_to_footprint`), thresholded at 0.5,
+   and scored there against the reference (Dice, NSD, voxel counts,
+   :meth:`~.metrics.ReferenceScorer.score_box`; what lies outside is computed once). The
+   target's score is that of its **final** click, never its best.
+
+``sam-med3d`` (:func:`neurosam3d.evaluation.sammed3d.run_sam_med3d`): upstream SAM-Med3D's
+validation, step by step (see that module).
 
 Randomness: one ``torch.Generator`` per target, seeded from the protocol seed and the target's
 identity (:func:`target_seed`), so a target's clicks do not depend on which other targets run.
@@ -28,40 +38,61 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import GridMap, box_to_original, sample_box
+from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_box
+from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
 from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, ReferenceScorer
-from neurosam3d.evaluation.session import WindowSession
-from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, Stitcher, plan_windows, union_box
+from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CLICKS = 10
 DEFAULT_CLICK_RULE = "random_error"
+FULL, SAM_MED3D = "full", "sam-med3d"
+PROTOCOLS = (FULL, SAM_MED3D)
+#: NSD tolerance (mm) of each protocol when none is given.
+DEFAULT_TOLERANCES_MM = {FULL: DEFAULT_NSD_TOLERANCE_MM, SAM_MED3D: 1.0}
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """Parameters of the protocol (everything that changes a score is here).
 
-    ``orientation``/``spacing_mm``: working grid (``None`` keeps the stored axes / spacing; the
-    released SAM-Med3D checkpoints expect ``"RAS"`` and 1.5 mm); ``overlap``: window overlap
-    fraction; ``threshold``: probability above which a voxel is predicted foreground.
+    ``protocol``: ``"full"`` or ``"sam-med3d"``; ``nsd_tolerance_mm``: ``None`` takes the
+    protocol's default (2 mm for ``full``, 1 mm for ``sam-med3d``); ``orientation``/``spacing_mm``:
+    working grid of ``full`` (``None`` keeps the stored axes / spacing; ``sam-med3d`` fixes RAS and
+    1.5 mm itself); ``overlap``: window overlap fraction; ``max_windows``: most windows a target
+    grows into (``full``); ``threshold``: probability above which a voxel is foreground.
     """
 
     clicks: int = DEFAULT_CLICKS
     click_rule: str = DEFAULT_CLICK_RULE
     seed: int = 0
-    nsd_tolerance_mm: float = DEFAULT_NSD_TOLERANCE_MM
+    nsd_tolerance_mm: float | None = None
     orientation: str | None = None
     spacing_mm: float | None = None
     overlap: float = DEFAULT_OVERLAP
     threshold: float = 0.5
+    protocol: str = FULL
+    max_windows: int = DEFAULT_MAX_WINDOWS
 
     def __post_init__(self) -> None:
         if self.clicks < 1:
             raise ValueError(f"clicks must be at least 1, got {self.clicks}")
         get_click_rule(self.click_rule)  # KeyError naming the known rules
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose from {PROTOCOLS}")
+        if self.protocol == SAM_MED3D and (
+            self.orientation is not None or self.spacing_mm is not None
+        ):
+            raise ValueError(
+                "the sam-med3d protocol fixes its own grid (canonical RAS, 1.5 mm): "
+                "do not give orientation/spacing_mm with it"
+            )
+        if self.max_windows < 1:
+            raise ValueError(f"max_windows must be at least 1, got {self.max_windows}")
+        if self.nsd_tolerance_mm is None:
+            object.__setattr__(self, "nsd_tolerance_mm", DEFAULT_TOLERANCES_MM[self.protocol])
 
 
 def target_seed(seed: int, *key: str) -> int:
@@ -71,25 +102,48 @@ def target_seed(seed: int, *key: str) -> int:
 
 @dataclass(frozen=True)
 class ClickScore:
-    """Scores on the original grid after click ``click`` (1-based) with ``windows`` windows in use."""
+    """Scores on the original grid after click ``click`` (1-based).
+
+    ``windows``: windows holding a prediction or overlapping the stitched mask;
+    ``windows_predicted``: those that hold a prediction (equal unless ``max_windows`` stopped
+    the growth); ``seeded_clicks``: seeded (not simulated) clicks in use so far.
+    """
 
     click: int
     scores: MaskScores
     windows: int
+    windows_predicted: int = 1
+    seeded_clicks: int = 0
 
 
 @dataclass
 class TargetResult:
-    """Per-click scores of one target and its final prediction (original grid, bool)."""
+    """Per-click scores of one target and its final prediction on a block of the original grid.
+
+    ``footprint``: original-grid slices the prediction may be non-zero in; ``probabilities``:
+    float32 on that block (0 outside it); ``prediction`` is ``probabilities > threshold``.
+    """
 
     clicks: list[ClickScore]
-    prediction: np.ndarray
+    footprint: tuple[slice, ...]
     probabilities: np.ndarray = field(repr=False)
+    threshold: float = 0.5
 
     @property
     def final(self) -> ClickScore:
         """The score the target is ranked by: its last click."""
         return self.clicks[-1]
+
+    @property
+    def prediction(self) -> np.ndarray:
+        """Final prediction on the footprint (bool)."""
+        return self.probabilities > self.threshold
+
+    def full_prediction(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Final prediction on the whole original grid of ``shape`` (bool)."""
+        out = np.zeros(shape, dtype=bool)
+        out[self.footprint] = self.prediction
+        return out
 
 
 def run_target(
@@ -99,60 +153,114 @@ def run_target(
     grid: GridMap,
     config: ProtocolConfig,
     generator: torch.Generator,
+    amp_dtype: torch.dtype | None = None,
 ) -> TargetResult:
-    """Run the click loop on one target and score every click on the original grid.
+    """The ``full`` protocol on one target (kept under this name for callers of one protocol)."""
+    return run_full(model, image, reference, grid, config, generator, amp_dtype=amp_dtype)
+
+
+def run_full(
+    model: torch.nn.Module,
+    image: np.ndarray,
+    reference: np.ndarray,
+    grid: GridMap,
+    config: ProtocolConfig,
+    generator: torch.Generator,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    background: float | None = None,
+) -> TargetResult:
+    """Run the ``full`` click loop on one target and score every click on the original grid.
 
     ``image``: normalised float32 volume on the original grid (I x J x K); ``reference``: bool
-    mask on the same grid, not empty; ``grid``: the working grid of that image (:func:`plan_grid`).
+    mask on the same grid, not empty; ``grid``: the working grid of that image (:func:`plan_grid`);
+    ``background``: padding value of crops (default ``image.min()``; pass it to save a pass over
+    the volume per target).
     """
     size = int(model.img_size)
-    background = float(image.min())
+    background = float(image.min()) if background is None else background
     lo, hi = _working_bbox(reference, grid)
-    windows = [WindowSession(box) for box in plan_windows(lo, hi, size, overlap=config.overlap)]
-    region = union_box((w.box for w in windows), grid.shape)
-    target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
-    stitcher = Stitcher(region)
+    windows = GrowingWindows(
+        model,
+        image,
+        grid,
+        background=background,
+        overlap=config.overlap,
+        threshold=config.threshold,
+        max_windows=config.max_windows,
+        amp_dtype=amp_dtype,
+    )
+    windows.lay(plan_windows(lo, hi, size, overlap=config.overlap))
     scorer = ReferenceScorer(reference, grid.original_spacing, config.nsd_tolerance_mm)
     rule = get_click_rule(config.click_rule)
-    probs_region: np.ndarray | None = None
+    click_region: Box | None = None
+    target: torch.Tensor | None = None
+    current: torch.Tensor | None = None
     scored: list[ClickScore] = []
+    footprint: tuple[slice, ...] = ()
+    probs = np.zeros(0, np.float32)
     for click in range(1, config.clicks + 1):
-        # The rule gets the thresholded mask: the same click as from the probabilities.
-        current = (
-            None
-            if probs_region is None
-            else torch.from_numpy(probs_region > config.threshold)[None]
-        )
+        region = union_box([*windows.laid, *windows.predicted], grid.shape)
+        if region != click_region:  # the windows grew: the reference on the new region
+            click_region = region
+            target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
+            if windows.region is not None:
+                current = _on_region(
+                    windows.probabilities() > config.threshold, windows.region, region
+                )
         step = rule(target, current, generator=generator)
         point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
         label = int(step.labels[0, 0])
         if label != NOT_A_POINT:
-            for window in windows:
-                if window.box.contains(point):
-                    window.add_click(point, label)
-                    stitcher.set(window.box, window.predict(model, image, grid, background))
-        probs_region = stitcher.probabilities()
-        probs = box_to_original(probs_region, grid, region)
-        prediction = probs > config.threshold
-        scores = scorer.score(prediction)
-        active = sum(1 for w in windows if w.encoded)
+            windows.predict(windows.click(point, label))
+        windows.propagate()
+        if windows.region is None:  # no window predicted yet (a "not a point" first click)
+            footprint = tuple(slice(0, 0) for _ in range(3))
+            probs = np.zeros((0, 0, 0), np.float32)
+            scores = scorer.score_box(probs > config.threshold, footprint)
+        else:
+            stitched = windows.probabilities()
+            footprint, probs = box_to_footprint(stitched, grid, windows.region)
+            scores = scorer.score_box(probs > config.threshold, footprint)
+            current = _on_region(stitched > config.threshold, windows.region, click_region)
+        predicted = len(windows.predicted)
         logger.debug(
-            "click %d (label %d): Dice %.4f, %d window(s) encoded",
+            "click %d (label %d): Dice %.4f, %d window(s) predicted, %d seeded click(s)",
             click,
             label,
             scores.dice,
-            active,
+            predicted,
+            windows.seeded_clicks,
         )
-        scored.append(ClickScore(click, scores, active))
-    return TargetResult(scored, prediction, probs)
+        scored.append(
+            ClickScore(click, scores, predicted + windows.pending, predicted, windows.seeded_clicks)
+        )
+    return TargetResult(scored, footprint, probs, config.threshold)
+
+
+def _on_region(mask: np.ndarray, box: Box, region: Box) -> torch.Tensor:
+    """``mask`` (on working ``box``) placed on ``region`` (0 elsewhere), as a 1 x region tensor."""
+    out = np.zeros(region.size, dtype=bool)
+    dst, src = [], []
+    for a in range(3):
+        lo, hi = max(box.start[a], region.start[a]), min(box.stop[a], region.stop[a])
+        if hi <= lo:
+            return torch.from_numpy(out)[None]
+        dst.append(slice(lo - region.start[a], hi - region.start[a]))
+        src.append(slice(lo - box.start[a], hi - box.start[a]))
+    out[tuple(dst)] = mask[tuple(src)]
+    return torch.from_numpy(out)[None]
 
 
 def _working_bbox(reference: np.ndarray, grid: GridMap) -> tuple[np.ndarray, np.ndarray]:
     """Bounding box ``[lo, hi)`` of ``reference``'s voxels in working voxel indices."""
-    idx = np.argwhere(reference)
-    if len(idx) == 0:
+    nonzero = [
+        np.flatnonzero(reference.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)
+    ]
+    if any(len(n) == 0 for n in nonzero):
         raise ValueError("the reference mask is empty: the protocol only scores present targets")
-    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    lo = np.array([n[0] for n in nonzero])
+    hi = np.array([n[-1] for n in nonzero])
     corners = np.array(
         [[(lo, hi)[b][a] for a, b in enumerate(bits)] for bits in np.ndindex(2, 2, 2)], float
     )

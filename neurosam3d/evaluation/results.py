@@ -3,7 +3,10 @@
 Columns (``RESULTS_SCHEMA``): identity (model, dataset, split, case_id, class_name), grouping
 (modality, category, seen), the click number (1-based), Dice and NSD in [0, 1] on the original
 grid (NaN per the empty-mask policy of :mod:`.metrics`), voxel counts of prediction, reference and
-their overlap, the windows in use, and the protocol (click rule, seed, NSD tolerance in mm). Rows
+their overlap, the windows (``windows``: holding a prediction or overlapping the stitched mask;
+``windows_predicted``: holding a prediction; ``seeded_clicks``: clicks seeded from a
+neighbour's mask, not simulated clicks), and the protocol (``protocol``: ``full`` or
+``sam-med3d``, click rule, seed, NSD tolerance in mm). Rows
 are sorted by the identity columns and the click, and written without timestamps, so the same
 results give the same bytes.
 """
@@ -38,11 +41,14 @@ RESULTS_SCHEMA = pa.schema(
         pa.field("ref_voxels", pa.int64(), nullable=False),
         pa.field("true_positive_voxels", pa.int64(), nullable=False),
         pa.field("windows", pa.int32(), nullable=False),
+        pa.field("windows_predicted", pa.int32(), nullable=False),
+        pa.field("seeded_clicks", pa.int32(), nullable=False),
+        pa.field("protocol", pa.string(), nullable=False),
         pa.field("click_rule", pa.string(), nullable=False),
         pa.field("seed", pa.int64(), nullable=False),
         pa.field("nsd_tolerance_mm", pa.float64(), nullable=False),
     ],
-    metadata={b"neurosam3d.schema": b"evaluation-results/1"},
+    metadata={b"neurosam3d.schema": b"evaluation-results/2"},
 )
 
 SORT_KEYS = ["model", "dataset", "split", "case_id", "class_name", "click"]

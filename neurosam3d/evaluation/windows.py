@@ -67,24 +67,50 @@ def union_box(boxes: Iterable[Box], shape: Vec3) -> Box:
 
 
 def border_neighbours(
-    mask: np.ndarray, box: Box, shape: Vec3, overlap: float = DEFAULT_OVERLAP
+    mask: np.ndarray,
+    box: Box,
+    shape: Vec3,
+    overlap: float = DEFAULT_OVERLAP,
+    known: Iterable[Box] = (),
 ) -> list[Box]:
     """Windows beyond each face of ``box`` that the window's ``mask`` (``box.size`` bool) touches.
 
     A face counts only where the working grid (``shape``) continues past it; the neighbour is
-    ``box`` shifted by one stride (``size * (1 - overlap)``) across that face.
+    ``box`` shifted by one stride (``size * (1 - overlap)``) across that face. A face whose
+    touched voxels, one layer beyond it, already lie inside one of the ``known`` windows (e.g.
+    the next window of a tiling) needs no new window and is skipped.
     """
+    known = list(known)
     found = []
     for axis in range(3):
         stride = max(1, math.floor(box.size[axis] * (1.0 - overlap)))
         for direction, index in ((-1, 0), (1, box.size[axis] - 1)):
             beyond_grid = box.start[axis] <= 0 if direction < 0 else box.stop[axis] >= shape[axis]
-            if beyond_grid or not np.take(mask, index, axis=axis).any():
+            face = np.take(mask, index, axis=axis)
+            if beyond_grid or not face.any():
+                continue
+            if known and _layer_is_known(face, box, axis, direction, known):
                 continue
             start = list(box.start)
             start[axis] += direction * stride
             found.append(Box(tuple(start), box.size))  # type: ignore[arg-type]
     return found
+
+
+def _layer_is_known(
+    face: np.ndarray, box: Box, axis: int, direction: int, known: list[Box]
+) -> bool:
+    """Whether the touched voxels of ``face``, one voxel beyond it, lie in one ``known`` window."""
+    others = [a for a in range(3) if a != axis]
+    touched = np.argwhere(face)
+    lo = np.zeros(3)
+    hi = np.zeros(3)
+    layer = box.start[axis] - 1 if direction < 0 else box.stop[axis]
+    lo[axis] = hi[axis] = layer
+    for column, a in enumerate(others):
+        lo[a] = box.start[a] + touched[:, column].min()
+        hi[a] = box.start[a] + touched[:, column].max()
+    return any(w.contains(lo) and w.contains(hi) for w in known)
 
 
 class Stitcher:
@@ -115,7 +141,8 @@ class Stitcher:
     def probabilities(self) -> np.ndarray:
         """Stitched probabilities, ``region.size`` float32."""
         total = np.zeros(self.region.size, dtype=np.float32)
-        count = np.zeros(self.region.size, dtype=np.float32)
+        # one byte per voxel (at most 255 windows overlap a voxel): region-sized memory stays low
+        count = np.zeros(self.region.size, dtype=np.uint8)
         for window in sorted(self._windows, key=lambda b: b.start):
             dst, src = [], []
             for a in range(3):
@@ -127,5 +154,5 @@ class Stitcher:
                 src.append(slice(lo - window.start[a], hi - window.start[a]))
             else:
                 total[tuple(dst)] += self._windows[window][tuple(src)]
-                count[tuple(dst)] += 1.0
-        return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+                count[tuple(dst)] += 1
+        return np.divide(total, count, out=total, where=count > 1)

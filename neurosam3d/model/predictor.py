@@ -79,6 +79,21 @@ class Predictor:
         """Drop the cached embedding."""
         self._embedding = None
 
+    @property
+    def embedding(self) -> torch.Tensor | None:
+        """The cached image embedding (``B x E x G^3`` float32), or ``None``."""
+        return self._embedding
+
+    def set_embedding(self, embedding: torch.Tensor) -> None:
+        """Cache an embedding computed earlier (``B x E x G^3``: ``B`` crops, one prompt set each).
+
+        With ``B > 1`` the next :meth:`predict` decodes prompt set ``b`` against embedding ``b``:
+        several windows of one volume, each encoded once, decoded in one batch.
+        """
+        if embedding.ndim != 5:
+            raise ValueError(f"an embedding is B x E x G x G x G, got {tuple(embedding.shape)}")
+        self._embedding = embedding.to(self.device, torch.float32)
+
     def set_image(self, volume: torch.Tensor) -> None:
         """Encode ``volume`` (``1 x in_chans x S x S x S`` at the model's input size) and cache it."""
         cfg = self.model.config

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from neurosam3d.prompts import get_click_rule
+from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
 from neurosam3d.training.config import TrainConfig, config_from_dict
 from neurosam3d.training.interaction import run_interaction
 from neurosam3d.training.schedules import lr_factor
@@ -85,14 +86,21 @@ class InteractiveSegmentationModule(L.LightningModule):
         #: MLflow client and run id to send overlays to (set by :func:`neurosam3d.training.train`)
         self.overlay_sink: tuple[Any, str] | None = None
         self.mlflow_run_id: str | None = None
+        #: ``[[dataset, class_name], ...]`` the training rows cover (set by ``train``; saved in
+        #: checkpoints, where evaluation reads seen/unseen from)
+        self.trained_pairs: list[list[str]] | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.mlflow_run_id is not None:
             checkpoint[MLFLOW_RUN_ID_KEY] = self.mlflow_run_id
         checkpoint[VAL_HISTORY_KEY] = [[step, dict(m)] for step, m in self.val_history]
+        if self.trained_pairs is not None:
+            checkpoint[TRAINED_PAIRS_KEY] = [list(p) for p in self.trained_pairs]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.val_history = [(int(step), dict(m)) for step, m in checkpoint.get(VAL_HISTORY_KEY, [])]
+        if TRAINED_PAIRS_KEY in checkpoint:
+            self.trained_pairs = [list(p) for p in checkpoint[TRAINED_PAIRS_KEY]]
 
     def _generator(self, seed: int) -> torch.Generator:
         gen = torch.Generator(device=self.device)

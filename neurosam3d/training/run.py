@@ -170,10 +170,12 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
+    from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
     from neurosam3d.training.checkpoints import LastCheckpoint, save_atomically
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
     from neurosam3d.training.progress import StepProgress
+    from neurosam3d.training.trained_pairs import trained_pairs
 
     data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
     data.setup("fit")  # rows and store entries checked before anything is written or logged
@@ -195,6 +197,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         atomic_write_text(out / "config.yaml", config_yaml)
 
     module = InteractiveSegmentationModule(cfg.to_dict())
+    module.trained_pairs = trained_pairs(cfg.data)
     trainer_cfg = cfg.trainer
     last_path = out / "checkpoints" / "last.ckpt"
     checkpoints = ModelCheckpoint(
@@ -244,6 +247,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
             client.log_text(run_id, config_yaml, name)
             client.set_tag(run_id, "neurosam3d.resumed_from", str(Path(resume).resolve()))
         module.overlay_sink = (client, run_id)
+        pairs_json = json.dumps(module.trained_pairs, indent=1) + "\n"
+        client.log_text(run_id, pairs_json, f"{TRAINED_PAIRS_KEY}.json")
 
     baseline: dict[str, float] = {}
     if trainer_cfg.validate_before_training and resume is None:
