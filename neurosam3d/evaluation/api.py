@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -185,6 +186,45 @@ def _load_3d(path: Path) -> nib.Nifti1Image:
     """A manifest's image or mask as 3D (a trailing singleton axis dropped), else a clear error."""
     hint = "manifest paths must name 3D volumes (prepare writes one folder per channel)"
     return as_3d(load_nifti(path), path, hint=hint)
+
+
+#: Mask and image affines equal within this tolerance (mm) are the same grid.
+GRID_ATOL_MM = 1e-3
+
+
+def load_reference(path: Path, row: Any, image: nib.Nifti1Image) -> np.ndarray:
+    """The reference mask of one manifest row as a bool array, checked where it is scored.
+
+    Refused with :class:`ManifestError` (naming the file, the row and the problem): a file whose
+    SHA-256 is not the manifest's ``mask_sha256`` (the tree changed after the manifest, or a
+    different file), and a mask not on exactly its image's grid (shape, affine within
+    :data:`GRID_ATOL_MM`): scoring it would compare the wrong voxels.
+    """
+    where = f"manifest row {row.dataset}/{row.split}/{row.case_id}/{row.class_name}"
+    try:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the mask of {where} ({exc.strerror})") from exc
+    if digest != row.mask_sha256:
+        raise ManifestError(
+            f"{path}: its SHA-256 {digest[:16]}... is not the mask_sha256 "
+            f"{str(row.mask_sha256)[:16]}... of {where}: the label tree changed after the "
+            "manifest was written (rerun neurosam3d prepare) or the path names another file"
+        )
+    mask = _load_3d(path)
+    shape, image_shape = tuple(mask.shape), tuple(image.shape[:3])
+    if shape != image_shape:
+        raise ManifestError(
+            f"{path}: mask shape {shape} differs from its image's {image_shape} ({where})"
+        )
+    offset = float(np.abs(mask.affine - image.affine).max())
+    if offset > GRID_ATOL_MM:
+        raise ManifestError(
+            f"{path}: mask affine differs from its image's by up to {offset:.3g} (mm or "
+            f"direction x spacing) ({where}): masks must lie on exactly the image grid"
+        )
+    return np.asarray(mask.dataobj) > 0
 
 
 def _default_model_name(model: object) -> str:
@@ -487,7 +527,7 @@ class _CaseContext:
                 )
 
         def target(row) -> tuple[np.ndarray, TargetResult]:
-            reference = np.asarray(_load_3d(safe_join(root, row.mask_path)).dataobj) > 0
+            reference = load_reference(safe_join(root, row.mask_path), row, image)
             generator = torch.Generator().manual_seed(
                 target_seed(config.seed, dataset, split, case_id, row.class_name)
             )

@@ -72,7 +72,7 @@ def build_tree(real: dict[str, Path], root: Path) -> Path:
                     "bbox_max": (idx.max(axis=0) + 1).tolist(),
                     "spacing": list(spacing),
                     "shape": list(mask.shape),
-                    "mask_sha256": hashlib.sha256(np.ascontiguousarray(mask).tobytes()).hexdigest(),
+                    "mask_sha256": hashlib.sha256((root / mask_rel).read_bytes()).hexdigest(),
                     "licence": "test",
                     "source_image": image_rel,
                     "source_label": label_rel,
