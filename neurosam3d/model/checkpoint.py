@@ -130,8 +130,22 @@ def load_checkpoint(
         logger.warning("%s: loading non-strictly:\n%s", path, report)
     mismatched = {k for k, _, _ in report.mismatched}
     loadable = {k: contents.state_dict[k] for k in given & wanted if k not in mismatched}
+    check_finite_weights(loadable, path)
     model.load_state_dict(loadable, strict=False)
     return model.eval()
+
+
+def check_finite_weights(state_dict: dict[str, torch.Tensor], path: object) -> None:
+    """Raise :class:`CheckpointError` naming the first tensors holding NaN or infinity: such
+    weights give masks of garbage (or nothing) without any other sign of trouble."""
+    bad = [
+        key
+        for key, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise CheckpointError(f"{path}: weights hold NaN or infinite values ({shown})")
 
 
 def _recorded_or_detected(path: str | os.PathLike[str], contents: Any) -> ModelConfig:

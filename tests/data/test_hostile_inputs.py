@@ -345,3 +345,16 @@ def test_predict_refuses_a_singular_affine_and_nan_clicks_before_segmenting(
     nan = runner.invoke(app, [*base, str(t2s[0]), "--point", "24,nan,4,+"])
     assert nan.exit_code == 2 and "'24,nan,4'" in nan.output and "finite" in nan.output
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_a_checkpoint_full_of_nans_is_refused_at_load(tmp_path: Path) -> None:
+    import torch
+
+    from neurosam3d.model import CheckpointError, build_model, load_checkpoint, save_safetensors
+
+    model = build_model("tiny")
+    with torch.no_grad():
+        model.mask_decoder.iou_prediction_head.layers[0].weight.fill_(float("nan"))
+    path = save_safetensors(model, tmp_path / "nan.safetensors")
+    with pytest.raises(CheckpointError, match=r"NaN or infinite values \(mask_decoder\.iou"):
+        load_checkpoint(path)
