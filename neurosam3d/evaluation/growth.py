@@ -11,8 +11,9 @@ A :class:`GrowingWindows` holds the windows of one structure on the working grid
 makes the prediction whole: every laid window that the stitched mask overlaps, and every window
 beyond a face that a window's mask reaches (:func:`border_neighbours`), is added and **seeded**
 with one positive click at the deepest voxel of the stitched mask inside it, until no window
-overlapping the mask is left unpredicted or ``max_windows`` windows are in use. Seeded clicks
-are counted apart from user (or simulated) clicks.
+overlapping the mask is left unpredicted or ``max_windows`` windows are in use (the cap bounds
+the growth; a window a click lands in is always predicted). Seeded clicks are counted apart
+from user (or simulated) clicks.
 """
 
 from __future__ import annotations
