@@ -7,11 +7,13 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
 from neurosam3d.cli import app
 from neurosam3d.cli.seed import SeedArgsError, parse_seed_args
+from neurosam3d.model import build_model, export_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DINO = str(CONFIGS / "neurosam3d-dino.yaml")
@@ -92,37 +94,31 @@ def test_unknown_key_and_help() -> None:
     assert no_config.exit_code == 2 and "--config" in no_config.output
 
 
-def test_fit_then_validate_a_checkpoint(
+def test_validate_scores_a_checkpoint(
     ct_manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """`validate --ckpt_path` on a Lightning checkpoint of ours (fit itself is `train()`,
+    tested in test_train_run.py; its flags are the same parser's)."""
     monkeypatch.setenv("NEUROSAM3D_HOME", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    common = [
-        "--config", str(CONFIGS / "demo-cpu.yaml"),
+    torch.manual_seed(0)
+    ckpt = export_checkpoint(build_model("tiny"), tmp_path / "tiny.ckpt", fmt="lightning")
+    args = [
+        "train", "validate", "--config", str(CONFIGS / "demo-cpu.yaml"),
         f"--data.root={ct_manifest.parent}",
         f"--data.train_manifests=[{ct_manifest}]",
         f"--data.val_manifests=[{ct_manifest}]",
         "--data.classes", "[liver]",
-        "--data.batch_size", "1",
         "--data.val_max_items", "1",
-        "--data.augment", "[]",
-        "--clicks.num_clicks", "2",
         "--clicks.val_clicks", "2",
         "--clicks.val_report", "[1, 2]",
         "--trainer.monitor", "val/dice_2",
         "--tracking.overlays", "0",
         "--trainer.accelerator", "cpu",
+        "--ckpt_path", str(ckpt),
     ]  # fmt: skip
     handlers = list(logging.getLogger().handlers)
-    out = tmp_path / "train"
-    steps = ["--trainer.max_steps", "1", "--trainer.val_every_n_steps", "1"]
-    steps += ["--trainer.validate_before_training", "false", "--out", str(out)]
-    fit = CliRunner().invoke(app, ["train", "fit", *common, *steps], catch_exceptions=False)
-    assert fit.exit_code == 0, fit.output
-    last = json.loads((out / "summary.json").read_text())["last_checkpoint"]
-    val = CliRunner().invoke(
-        app, ["train", "validate", *common, "--ckpt_path", last], catch_exceptions=False
-    )
+    val = CliRunner().invoke(app, args, catch_exceptions=False)
     for handler in set(logging.getLogger().handlers) - set(handlers):
         logging.getLogger().removeHandler(handler)
     assert val.exit_code == 0, val.output
