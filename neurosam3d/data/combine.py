@@ -5,7 +5,8 @@ The pipeline prepares each dataset into its own root, ``SOURCES/<key>/`` (``neur
 dataset's change re-runs nothing else. :func:`combine_roots` then writes, under ``OUT`` (a parent
 of ``SOURCES``), the per-dataset tables of every source root to ``OUT/manifests/`` with their tree
 paths (``image_path``, ``image_paths``, ``mask_path``) re-rooted at ``OUT`` (prefixed with
-``SOURCES/<key>/`` relative to ``OUT``), and rebuilds the combined ``manifest.parquet``,
+``SOURCES/<key>/`` relative to ``OUT``), the training store tables' entry and image paths
+likewise, and rebuilds the combined ``manifest.parquet``,
 ``absent.parquet`` and ``quarantine.parquet`` from them. ``OUT`` is then a label-tree root like
 any ``prepare --out`` folder (docs/manifest.md); no image or mask is copied.
 
@@ -23,14 +24,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from neurosam3d.data.manifest import COMBINED, MANIFESTS_DIR, rebuild_combined, write_table
-from neurosam3d.data.schema import MANIFEST_SCHEMA
+from neurosam3d.data.schema import MANIFEST_SCHEMA, STORE_SCHEMA
 from neurosam3d.io.paths import check_name
 
 log = logging.getLogger(__name__)
 
-#: Manifest columns holding tree paths relative to the label-tree root.
-_TREE_PATHS = ("image_path", "mask_path")
-_TREE_PATH_LISTS = ("image_paths",)
+#: Columns holding tree paths relative to the label-tree root, per table schema: the manifest's
+#: and the training store table's (its entry folders and the images they were built from).
+_TREE_PATHS = {MANIFEST_SCHEMA: ("image_path", "mask_path"), STORE_SCHEMA: ("entry", "image_path")}
+_TREE_PATH_LISTS = {MANIFEST_SCHEMA: ("image_paths",), STORE_SCHEMA: ()}
 
 
 def source_roots(sources: Path) -> list[Path]:
@@ -40,13 +42,13 @@ def source_roots(sources: Path) -> list[Path]:
     return sorted(p for p in sources.iterdir() if (p / MANIFESTS_DIR).is_dir())
 
 
-def _prefixed(table: pa.Table, prefix: str) -> pa.Table:
-    """``table`` with its tree-path columns prefixed by ``prefix/``."""
-    for name in _TREE_PATHS:
+def _prefixed(table: pa.Table, prefix: str, schema: pa.Schema) -> pa.Table:
+    """``table`` (of ``schema``) with its tree-path columns prefixed by ``prefix/``."""
+    for name in _TREE_PATHS[schema]:
         index = table.schema.get_field_index(name)
         column = pc.binary_join_element_wise(prefix, table[name], "/")
         table = table.set_column(index, table.schema.field(name), column)
-    for name in _TREE_PATH_LISTS:
+    for name in _TREE_PATH_LISTS[schema]:
         index = table.schema.get_field_index(name)
         values = [[f"{prefix}/{v}" for v in row] for row in table[name].to_pylist()]
         table = table.set_column(
@@ -55,9 +57,11 @@ def _prefixed(table: pa.Table, prefix: str) -> pa.Table:
     return table
 
 
-def _is_manifest(table: pa.Table) -> bool:
+def _tree_schema(table: pa.Table) -> pa.Schema | None:
+    """The schema (manifest or store table) of ``table`` if it holds tree paths, else None."""
     key = b"neurosam3d.schema"
-    return (table.schema.metadata or {}).get(key) == MANIFEST_SCHEMA.metadata[key]
+    found = (table.schema.metadata or {}).get(key)
+    return next((s for s in _TREE_PATHS if s.metadata[key] == found), None)
 
 
 def combine_roots(out_root: str | Path, sources: str | Path) -> dict[str, Path]:
@@ -82,8 +86,9 @@ def combine_roots(out_root: str | Path, sources: str | Path) -> dict[str, Path]:
             if path.name in COMBINED.values() or path.name in written:
                 raise ValueError(f"{path}: table name {path.name!r} is provided twice")
             table = pq.read_table(path)
-            if _is_manifest(table):
-                table = _prefixed(table, prefix)
+            schema = _tree_schema(table)
+            if schema is not None:
+                table = _prefixed(table, prefix, schema)
             write_table(table, folder / path.name)
             written.add(path.name)
     for stale in sorted(folder.glob("*.parquet")):
