@@ -36,6 +36,12 @@ def bomb_header(shape: tuple[int, ...], dtype: type = np.int16) -> bytes:
     return gzip.compress(header.binaryblock + b"\0" * 4 + b"\0" * 64, mtime=0)
 
 
+def prepare_args(raw: Path, out: Path, workers: int) -> list[str]:
+    """``neurosam3d prepare`` of the nnU-Net dataset ``raw`` into ``out``."""
+    where = ["--root", str(raw), "--out", str(out), "--workers", str(workers)]
+    return ["prepare", "--layout", "nnunet", *where]
+
+
 def quarantine(out: Path) -> pd.DataFrame:
     return pd.read_parquet(out / "quarantine.parquet")
 
@@ -72,17 +78,7 @@ def test_memory_bomb_header_is_refused_before_allocating(raw: Path, tmp_path: Pa
     add_case(raw, "bomb", bomb_header((1000, 1000, 1000)), t2s[1])
     add_case(raw, "huge", bomb_header((1500, 1500, 1500)), t2s[1])
     out = tmp_path / "out"
-    args = [
-        "prepare",
-        "--layout",
-        "nnunet",
-        "--root",
-        str(raw),
-        "--out",
-        str(out),
-        "--workers",
-        "2",
-    ]
+    args = prepare_args(raw, out, workers=2)
     done = run_limited(args, address_space=2 * 1024**3)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = quarantine(out)
@@ -164,17 +160,7 @@ def test_disk_full_stops_with_exit_1_naming_the_output_and_a_rerun_completes(
 ) -> None:
     add_case(raw, "large", *ct_small)  # its masks and image are larger than the file limit
     out = tmp_path / "out"
-    args = [
-        "prepare",
-        "--layout",
-        "nnunet",
-        "--root",
-        str(raw),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-    ]
+    args = prepare_args(raw, out, workers=1)
     full = run_limited(args, file_size=150_000)
     assert full.returncode == 1, full.stderr[-3000:]
     assert "cannot write" in full.stderr and str(out) in full.stderr
@@ -185,7 +171,7 @@ def test_disk_full_stops_with_exit_1_naming_the_output_and_a_rerun_completes(
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     clean = tmp_path / "clean"
-    assert runner.invoke(app, [*args[:-4], "--out", str(clean), "--workers", "1"]).exit_code == 0
+    assert runner.invoke(app, prepare_args(raw, clean, workers=1)).exit_code == 0
     assert files_under(out) == files_under(clean)
 
 
