@@ -25,7 +25,6 @@ one is refused with :class:`DatasetBusyError` while the first holds the dataset'
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -34,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.context import BaseContext
 from pathlib import Path
 
@@ -60,6 +60,7 @@ from neurosam3d.data.records import (
     write_digests,
 )
 from neurosam3d.io.atomic import TMP_MARKER, ensure_writable_dir, remove_stale_temporaries
+from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
 from neurosam3d.taxonomy import categorise
@@ -85,19 +86,13 @@ def dataset_lock(out_dir: Path, dataset: str) -> Iterator[None]:
     temporary files, interleaving its tables). The kernel releases it when the holder exits.
     """
     path = out_dir / RECORDS_DIR / f"{check_name(dataset, 'dataset name')}{LOCK_SUFFIX}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetBusyError(
-                f"dataset {dataset!r} is being prepared into {out_dir} by another process "
-                f"(it holds {path}); wait for it to finish, then run again"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    refusal = partial(
+        DatasetBusyError,
+        f"dataset {dataset!r} is being prepared into {out_dir} by another process "
+        f"(it holds {path}); wait for it to finish, then run again",
+    )
+    with exclusive_or_refuse(path, refusal):
+        yield
 
 
 @dataclass

@@ -30,8 +30,6 @@ All files are deterministic for the same model, manifests and seed, whatever the
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -39,9 +37,9 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +82,7 @@ from neurosam3d.evaluation.results import (
 )
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 from neurosam3d.io.paths import check_name, safe_join
 from neurosam3d.training.intensity import normalise_intensity
@@ -280,23 +279,6 @@ def _part_paths(out_dir: Path, dataset: str, split: str, case_id: str) -> tuple[
     return safe_join(folder, f"{case_id}.parquet"), safe_join(folder, f"{case_id}.overlays.npz")
 
 
-@contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``; refuse (no wait) when another process holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise EvaluationStateError(
-                f"{path}: another evaluation is writing this shard of {path.parent}"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _check_run_record(out_dir: Path, record: dict, resume: bool) -> None:
     """Write ``run.json``, or check the one there: the same evaluation, or (not resuming) replace it.
 
@@ -437,7 +419,11 @@ def evaluate(
         seen_from,
     )
     by_case = rows.groupby(_CASE_KEYS, sort=True)
-    with _exclusive(out_dir / f".lock-shard-{shard[0]}-of-{shard[1]}"), torch.inference_mode():
+    lock = out_dir / f".lock-shard-{shard[0]}-of-{shard[1]}"
+    refusal = partial(
+        EvaluationStateError, f"{lock}: another evaluation is writing this shard of {out_dir}"
+    )
+    with exclusive_or_refuse(lock, refusal), torch.inference_mode():
         for done, position in enumerate(mine, start=1):
             dataset, split, case_id = cases[position]
             part, views = _part_paths(out_dir, dataset, split, case_id)
