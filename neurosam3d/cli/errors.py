@@ -32,6 +32,7 @@ INPUT_ERRORS = frozenset(
         "neurosam3d.training.augment.AugmentError",
         "neurosam3d.data.config.ConfigError",
         "neurosam3d.data.schema.SchemaError",
+        "pyarrow.lib.ArrowInvalid",  # a file that is not Parquet (the message names it)
         "builtins.FileNotFoundError",
         "builtins.IsADirectoryError",
         "builtins.NotADirectoryError",

@@ -344,3 +344,18 @@ def test_a_checkpoint_full_of_nans_is_refused_at_load(tmp_path: Path) -> None:
     path = save_safetensors(model, tmp_path / "nan.safetensors")
     with pytest.raises(CheckpointError, match=r"NaN or infinite values \(mask_decoder\.iou"):
         load_checkpoint(path)
+
+
+def test_a_manifest_that_is_not_parquet_is_exit_2_naming_it(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.parquet"
+    manifest.write_text("not parquet")
+    args = ["train", "--config", "configs/demo-cpu.yaml", "--out", str(tmp_path / "train")]
+    args += [
+        "--set",
+        f"data.train_manifests=[{manifest}]",
+        "--set",
+        f"data.val_manifests=[{manifest}]",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and str(manifest) in result.output
+    assert "Traceback" not in result.output
