@@ -11,6 +11,7 @@ import torch
 
 from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig
 from neurosam3d.model.formats import CheckpointError
+from neurosam3d.model.sam2d import Sam2DConfig, detect_sam2d
 
 logger = logging.getLogger(__name__)
 
@@ -20,15 +21,21 @@ def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state_dict if (m := rx.match(k))})
 
 
-def detect_config(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, ModelConfig]:
+def detect_config(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[str, ModelConfig | Sam2DConfig]:
     """Infer the configuration from key names and shapes.
 
     Returns the registered name whose configuration matches (``"custom"`` if none). The decoder's
     head count leaves no trace in the weights: it is taken from the matching registered
-    configuration, else the released model's 8.
+    configuration, else the released model's 8. 2-D SAM / SAM-Med2D weights give a
+    :class:`~neurosam3d.model.sam2d.Sam2DConfig` (:func:`~neurosam3d.model.sam2d.detect_sam2d`).
     """
     sd = state_dict
     try:
+        two_d = detect_sam2d(sd)
+        if two_d is not None:
+            return two_d
         embed_dim, in_chans, patch = sd["image_encoder.patch_embed.proj.weight"].shape[:3]
         grid = sd["image_encoder.pos_embed"].shape[1]
         depth = _count(sd, r"image_encoder\.blocks\.(\d+)\.")

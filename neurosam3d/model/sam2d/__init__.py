@@ -7,6 +7,7 @@
 
 from neurosam3d.model.sam2d.builder import build_sam2d
 from neurosam3d.model.sam2d.config import SAM2D_CONFIGS, Sam2DConfig
+from neurosam3d.model.sam2d.detect import detect_sam2d
 from neurosam3d.model.sam2d.sam2d import Sam2D
 
-__all__ = ["SAM2D_CONFIGS", "Sam2D", "Sam2DConfig", "build_sam2d"]
+__all__ = ["SAM2D_CONFIGS", "Sam2D", "Sam2DConfig", "build_sam2d", "detect_sam2d"]

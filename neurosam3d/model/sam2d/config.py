@@ -12,7 +12,8 @@ SAM-Med2D ViT-B (``sam-med2d_b.pth``, 256 input, an adapter in every encoder blo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ class Sam2DConfig:
     def low_res_size(self) -> int:
         """Edge of the low-resolution mask logits and of the mask prompt."""
         return 4 * self.embedding_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON/YAML friendly)."""
+        out = asdict(self)
+        for key in ("encoder_global_attn_indexes", "pixel_mean", "pixel_std"):
+            out[key] = list(out[key])
+        return out
 
 
 SAM2D_CONFIGS: dict[str, Sam2DConfig] = {

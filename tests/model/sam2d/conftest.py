@@ -7,7 +7,6 @@ import importlib
 import importlib.util
 import sys
 import types
-import zlib
 from pathlib import Path
 from types import ModuleType
 
@@ -15,26 +14,29 @@ import numpy as np
 import pytest
 import torch
 
+from neurosam3d.model.sam2d import Sam2DConfig
+
+#: SAM's layout at toy size: 4 x 4 tokens padded into 3 x 3 windows (to 6 x 6), one global block,
+#: adapters on; decoder heads 8 (what detection assumes for unregistered weights).
+TOY = Sam2DConfig(
+    img_size=64,
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    encoder_window_size=3,
+    encoder_adapters=True,
+    prompt_embed_dim=32,
+    mask_in_chans=8,
+    decoder_mlp_dim=64,
+    iou_head_hidden_dim=32,
+)
+
 REPO = Path(__file__).resolve().parents[3]
 #: SAM-Med2D's parity contract, copied from the project's shared fixtures (README inside).
 MED2D_PARITY = REPO / "tests" / "fixtures" / "sam_med2d_parity"
 #: Name under which the official package's modules are loaded (its own ``__init__`` never runs).
 REFERENCE_ALIAS = "_segment_anything_reference"
-
-
-def fixture_weight(key: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """The SAM-Med2D fixture README's deterministic weight for ``key``."""
-    z = np.random.default_rng(zlib.crc32(key.encode("utf-8"))).standard_normal(shape)
-    z = z.astype(np.float32)
-    if key.endswith(".bias"):
-        value = 0.02 * z
-    elif key.endswith(".weight") and len(shape) == 1:
-        value = 1.0 + 0.1 * z
-    elif key.endswith("positional_encoding_gaussian_matrix"):
-        value = z
-    else:
-        value = 0.02 * z
-    return torch.from_numpy(value)
 
 
 @pytest.fixture(scope="session")

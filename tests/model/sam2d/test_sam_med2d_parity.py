@@ -15,15 +15,15 @@ import torch
 
 from neurosam3d.model import build_model
 from neurosam3d.model.sam2d import Sam2D
-
-from .conftest import assert_close, fixture_weight
+from tests.model.conftest import golden_tensor
+from tests.model.sam2d.conftest import assert_close
 
 
 @pytest.fixture(scope="module")
 def med2d(med2d_keys: dict[str, tuple[int, ...]]) -> Sam2D:
     model = build_model("sam_med2d_vit_b")
     assert isinstance(model, Sam2D)
-    model.load_state_dict({k: fixture_weight(k, shape) for k, shape in med2d_keys.items()})
+    model.load_state_dict({k: golden_tensor(k, shape) for k, shape in med2d_keys.items()})
     return model.eval()
 
 

@@ -16,8 +16,7 @@ import torch
 
 from neurosam3d.model import build_model
 from neurosam3d.model.sam2d import Sam2D
-
-from .conftest import assert_close
+from tests.model.sam2d.conftest import assert_close
 
 
 def _seeded_weights(model: torch.nn.Module, seed: int = 17) -> dict[str, torch.Tensor]:
