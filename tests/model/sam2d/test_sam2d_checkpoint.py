@@ -3,6 +3,7 @@ loaded strictly with the 3-D loader's key report; pickles outside the allow-list
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -77,3 +78,20 @@ def test_a_pickled_optimizer_beside_the_weights_is_refused(tmp_path: Path, toy: 
     torch.save({"model": toy.state_dict(), "optimizer": optimizer}, path)
     with pytest.raises(CheckpointError, match="refusing to load"):
         load_checkpoint(path)
+
+
+def test_cli_inspect_reads_the_sam_med2d_layout(tmp_path: Path, toy: Sam2D) -> None:
+    from typer.testing import CliRunner
+
+    from neurosam3d.cli import app
+
+    path = tmp_path / "med2d_style.pth"
+    torch.save({"model": toy.state_dict(), "epoch": 9}, path)
+    result = CliRunner().invoke(app, ["checkpoint", "inspect", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.output)
+    assert info["format"] == "model" and info["architecture"] == "custom"
+    assert info["keys_ok"] and info["metadata"]["epoch"] == 9
+    assert info["config"]["encoder_adapters"] is True
+    text = CliRunner().invoke(app, ["checkpoint", "inspect", str(path)])
+    assert "architecture: custom (input 64 x 64)" in text.output
