@@ -38,11 +38,12 @@ def med2d_embedding(med2d: Sam2D) -> torch.Tensor:
 def test_keys_and_shapes_are_exactly_the_fixtures(
     med2d_keys: dict[str, tuple[int, ...]],
 ) -> None:
-    model = build_model("sam_med2d_vit_b")
+    with torch.device("meta"):  # shapes only
+        model = build_model("sam_med2d_vit_b")
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert got == med2d_keys
-    assert len(got) == 386
-    assert sum(k.split(".")[3] == "Adapter" for k in got if k.startswith("image_encoder.blocks"))
+    assert list(got) == list(med2d_keys)  # same order as the release
+    assert sum(".Adapter." in k for k in got) == 12 * 6
     assert model.img_size == 256 and model.low_res_size == 64
 
 

@@ -70,6 +70,7 @@ def test_same_keys_shapes_and_submodules(pair: tuple[Sam2D, torch.nn.Module]) ->
     assert torch.equal(ours.pixel_std, official.pixel_std)
 
 
+@pytest.mark.slow  # two ViT-B forwards at 1024 x 1024 on CPU
 def test_embedding_and_two_prompt_steps_match_the_official_sam(
     pair: tuple[Sam2D, torch.nn.Module], embeddings: tuple[torch.Tensor, torch.Tensor]
 ) -> None:
