@@ -38,6 +38,7 @@ def inspect_command(
     2 when the file cannot be read or is refused.
     """
     from neurosam3d.model import CheckpointError, inspect_checkpoint
+    from neurosam3d.model.sam2d import Sam2DConfig
 
     try:
         info = inspect_checkpoint(path)
@@ -66,7 +67,9 @@ def inspect_command(
     else:
         typer.echo(f"file:         {info.path}")
         typer.echo(f"format:       {info.format}")
-        typer.echo(f"architecture: {info.config_name} (input {info.config.img_size}^3)")
+        size = info.config.img_size
+        shape = f"{size} x {size}" if isinstance(info.config, Sam2DConfig) else f"{size}^3"
+        typer.echo(f"architecture: {info.config_name} (input {shape})")
         typer.echo(f"parameters:   {info.num_parameters:,} in {info.num_tensors} tensors")
         for key, value in sorted(info.metadata.items()):
             typer.echo(f"{key + ':':<13} {value}")

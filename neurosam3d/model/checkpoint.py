@@ -19,6 +19,7 @@ from neurosam3d.model.builder import build_model
 from neurosam3d.model.config import ModelConfig, get_config
 from neurosam3d.model.detect import config_from_metadata, detect_config
 from neurosam3d.model.formats import CheckpointError, read_state_dict
+from neurosam3d.model.sam2d import SAM2D_CONFIGS, Sam2D, Sam2DConfig
 from neurosam3d.model.sam3d import Sam3D
 
 logger = logging.getLogger(__name__)
@@ -90,17 +91,19 @@ def _restrict(keys: Iterable[str], components: tuple[str, ...] | None) -> set[st
 
 def load_checkpoint(
     path: str | os.PathLike[str],
-    name: str | ModelConfig | None = None,
+    name: str | ModelConfig | Sam2DConfig | None = None,
     strict: bool = True,
     components: tuple[str, ...] | None = None,
-) -> Sam3D:
+) -> Sam3D | Sam2D:
     """Build a model and load weights from ``path`` (any format of :func:`read_state_dict`).
 
     Args:
         path: checkpoint file.
-        name: registered configuration name or a :class:`ModelConfig`; ``None`` takes the one
-            the file records (:func:`~neurosam3d.model.detect.config_from_metadata`), else
-            detects it from the weights (:func:`detect_config`).
+        name: registered configuration name (3-D, or the 2-D ``"sam_vit_b"`` /
+            ``"sam_med2d_vit_b"``) or a configuration; ``None`` takes the one the file records
+            (:func:`~neurosam3d.model.detect.config_from_metadata`), else detects it from the
+            weights (:func:`detect_config`: SAM's bare state dict and SAM-Med2D's
+            ``{"model": ...}`` give a :class:`~neurosam3d.model.sam2d.Sam2D`).
         strict: refuse missing, unexpected or mis-shaped keys (in the loaded components).
         components: load only these submodules (e.g. ``("image_encoder",)``); the others keep
             their fresh initialisation. ``None`` loads the whole model.
@@ -115,6 +118,8 @@ def load_checkpoint(
     contents = read_state_dict(path)
     if name is None:
         cfg = _recorded_or_detected(path, contents)
+    elif isinstance(name, str) and name in SAM2D_CONFIGS:
+        cfg = SAM2D_CONFIGS[name]
     else:
         cfg = get_config(name) if isinstance(name, str) else name
     model = build_model(cfg)
@@ -169,7 +174,7 @@ class CheckpointInfo:
     path: str
     format: str
     config_name: str
-    config: ModelConfig
+    config: ModelConfig | Sam2DConfig
     num_tensors: int
     num_parameters: int
     report: KeyReport

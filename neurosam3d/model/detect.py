@@ -12,6 +12,7 @@ import torch
 
 from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig
 from neurosam3d.model.formats import CheckpointError
+from neurosam3d.model.sam2d import Sam2DConfig, detect_sam2d
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,9 @@ def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:
     return len({m.group(1) for k in state_dict if (m := rx.match(k))})
 
 
-def detect_config(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, ModelConfig]:
+def detect_config(
+    state_dict: Mapping[str, torch.Tensor],
+) -> tuple[str, ModelConfig | Sam2DConfig]:
     """Infer the configuration from key names and shapes.
 
     Returns the registered name whose configuration matches (``"custom"`` if none). SAM-Med3D
@@ -29,10 +32,14 @@ def detect_config(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, ModelCon
     ``image_encoder.backbone.*``. The decoder's head count, a 3DINO encoder's head count and
     the input scaling leave no trace in the weights: they are taken from the matching registered
     configuration, else the released model's 8 decoder heads, 64-channel encoder heads and
-    z-score scaling.
+    z-score scaling. 2-D SAM / SAM-Med2D weights give a
+    :class:`~neurosam3d.model.sam2d.Sam2DConfig` (:func:`~neurosam3d.model.sam2d.detect_sam2d`).
     """
     sd = state_dict
     try:
+        two_d = detect_sam2d(sd)
+        if two_d is not None:
+            return two_d
         encoder = _dino_encoder(sd) if _DINO_KEY in sd else _sam_encoder(sd)
         prompt_dim = sd["image_encoder.neck.0.weight"].shape[0]
         cross_dim = sd["mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"]

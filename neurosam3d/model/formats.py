@@ -4,7 +4,8 @@ Accepted inputs (:func:`read_state_dict`):
 
 * release format: a ``torch.save``-d dict with ``"model_state_dict"`` and an
   ``argparse.Namespace`` under ``"args"`` (plus epoch, losses, ... which are kept as metadata);
-* a bare state dict, or one whose keys all start with ``module.`` (DDP);
+* a bare state dict, or one whose keys all start with ``module.`` (DDP) (SAM's release);
+* a dict whose ``"model"`` entry is the state dict (SAM-Med2D's release, e.g. ``sam-med2d_b.pth``);
 * our Lightning checkpoints: ``{"state_dict": {"model.<key>": ...}, ...}`` (the LightningModule
   holds the :class:`Sam3D` as attribute ``model``; other entries of ``state_dict`` are ignored);
 * ``.safetensors`` files.
@@ -121,12 +122,16 @@ def read_state_dict(path: str | os.PathLike[str]) -> CheckpointContents:
                 f"LightningModule must hold the Sam3D as attribute 'model'"
             )
         metadata = {k: v for k, v in obj.items() if k != "state_dict"}
+    elif isinstance(obj, Mapping) and "model" in obj and _is_state_dict(obj["model"]):
+        fmt, raw = "model", obj["model"]
+        metadata = {k: v for k, v in obj.items() if k != "model"}
     elif _is_state_dict(obj):
         fmt, raw, metadata = "state_dict", obj, {}
     else:
         raise CheckpointError(
             f"{path} holds no recognisable weights (expected a release dict with "
-            f"'model_state_dict', a Lightning dict with 'state_dict', or a state dict)"
+            f"'model_state_dict', a Lightning dict with 'state_dict', a dict with 'model', or a "
+            f"state dict)"
         )
     if not _is_state_dict(raw):
         raise CheckpointError(f"{path}: the weights entry is not a mapping of names to tensors")

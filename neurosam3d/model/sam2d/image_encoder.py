@@ -1,0 +1,218 @@
+"""2-D ViT image encoder of SAM (and SAM-Med2D's adapter variant), attention through SDPA.
+
+``ImageEncoderViT(x)`` maps a normalised ``B x 3 x S x S`` image (``S = img_size``) to a
+``B x prompt_embed_dim x G x G`` embedding (``G = S // patch_size``): patch embedding, learned
+absolute position embedding, ``depth`` pre-norm blocks with SAM's decomposed relative position
+bias, then a convolutional neck. Key names and shapes are SAM's.
+
+Windowed blocks work as SAM does: the ``G x G`` tokens (after ``norm1``) are zero-padded at the
+bottom/right to a multiple of the window (``64 -> 70`` for SAM, ``16 -> 28`` for SAM-Med2D),
+split into windows, and every token of a window (padded ones included, unmasked) is a key. The
+relative position bias ``q . R_h[i_h - j_h] + q . R_w[i_w - j_w]`` is computed in fp32 and passed
+to ``scaled_dot_product_attention`` as an additive mask, which equals SAM's
+``softmax(scale q k^T + bias) v``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurosam3d.model.common import MLPBlock
+from neurosam3d.model.image_encoder import relative_position_table
+from neurosam3d.model.sam2d.config import Sam2DConfig
+from neurosam3d.model.sam2d.layers import LayerNorm2d
+
+
+class Attention2D(nn.Module):
+    """Multi-head self-attention over a ``B x H x W x C`` token grid with SAM's relative bias.
+
+    ``rel_size`` is the grid edge the tables were built for (the window, or ``G`` for global
+    blocks); the tables have ``2 * rel_size - 1`` rows.
+    """
+
+    def __init__(self, dim: int, num_heads: int, rel_size: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+        self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+        self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+
+    def _relative_bias(self, q: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``q``: ``b x heads x (h w) x c`` -> fp32 bias ``b x heads x (h w) x (h w)``."""
+        b, heads, n, c = q.shape
+        if self.rel_pos_h.shape[0] != 2 * h - 1 or self.rel_pos_w.shape[0] != 2 * w - 1:
+            raise ValueError(
+                f"relative position tables of {self.rel_pos_h.shape[0]} rows do not fit a "
+                f"{h} x {w} token grid"
+            )
+        with torch.autocast(q.device.type, enabled=False):  # keep the bias in fp32
+            r_q = q.float().reshape(b * heads, h, w, c)
+            table_h = relative_position_table(h, h, self.rel_pos_h.float())
+            table_w = relative_position_table(w, w, self.rel_pos_w.float())
+            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, table_h)
+            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, table_w)
+            bias = rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]
+        return bias.reshape(b, heads, n, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``B x H x W x C`` -> ``B x H x W x C``."""
+        b, h, w, c = x.shape
+        heads = self.num_heads
+        qkv = self.qkv(x).reshape(b, h * w, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
+        bias = self._relative_bias(q, h, w)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+
+
+class Adapter(nn.Module):
+    """SAM-Med2D's encoder adapter on ``B x H x W x C`` tokens ``n`` (the block's ``norm2(x)``).
+
+    Channel gate ``c = sigmoid(W2 relu(W1 mean_hw(n))) * n``, spatial branch
+    ``s = relu(deconv(relu(conv(c))))``, output ``norm(n + s)`` (LayerNorm over channels, default
+    eps). The skip adds the *un-gated* ``n``, as SAM-Med2D's ``Adapter_Layer`` does
+    (``x = x + x_spatial``); the golden fixture's numbers confirm it (its README's step 3 writes
+    ``c + s``, which misses them by 25 % of the embedding's range).
+    """
+
+    def __init__(self, dim: int, ratio: float = 0.25) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.norm = nn.LayerNorm(dim)
+        self.channel = nn.Sequential(
+            nn.Linear(dim, hidden, bias=False),
+            nn.ReLU(),
+            nn.Linear(hidden, dim, bias=False),
+            nn.Sigmoid(),
+        )
+        self.spatial = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size=3, stride=2, padding=1, bias=False),
+            nn.ReLU(),
+            nn.ConvTranspose2d(dim, dim, kernel_size=4, stride=2, padding=1, bias=False),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2)
+        gated = x * self.channel(x.mean(dim=(2, 3)))[:, :, None, None]
+        out = x + self.spatial(gated)
+        return self.norm(out.permute(0, 2, 3, 1))
+
+
+def window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Zero-pad ``B x H x W x C`` to multiples of ``ws``; return ``(B nW) x ws x ws x C`` and
+    the padded ``(Hp, Wp)``."""
+    b, h, w, c = x.shape
+    pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
+    if pad_h or pad_w:
+        x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+    hp, wp = h + pad_h, w + pad_w
+    x = x.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, ws, ws, c), (hp, wp)
+
+
+def window_unpartition(
+    windows: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]
+) -> torch.Tensor:
+    """Inverse of :func:`window_partition`: back to ``B x H x W x C`` without the padding."""
+    (hp, wp), (h, w) = padded, size
+    ws = windows.shape[1]
+    b = windows.shape[0] // ((hp // ws) * (wp // ws))
+    x = windows.view(b, hp // ws, wp // ws, ws, ws, -1).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(b, hp, wp, -1)[:, :h, :w]
+
+
+class Block2D(nn.Module):
+    """Pre-norm ViT block; ``window_size=0`` means global attention; optional adapter."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        window_size: int,
+        grid_size: int,
+        adapter_ratio: float | None,
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention2D(dim, num_heads, window_size if window_size > 0 else grid_size)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
+        if adapter_ratio is not None:
+            self.Adapter = Adapter(dim, adapter_ratio)  # SAM-Med2D's key name
+        else:
+            self.Adapter = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: ``B x G x G x C`` tokens -> same shape."""
+        shortcut = x
+        x = self.norm1(x)
+        if self.window_size > 0:
+            size = (x.shape[1], x.shape[2])
+            windows, padded = window_partition(x, self.window_size)
+            x = window_unpartition(self.attn(windows), padded, size)
+        else:
+            x = self.attn(x)
+        x = shortcut + x
+        normed = self.norm2(x)
+        x = x + self.mlp(normed)
+        if self.Adapter is not None:
+            x = x + self.Adapter(normed)
+        return x
+
+
+class PatchEmbed2D(nn.Module):
+    """Non-overlapping square patches -> ``B x G x G x embed_dim`` tokens."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class ImageEncoderViT(nn.Module):
+    """Image ``B x 3 x S x S`` -> embedding ``B x prompt_embed_dim x G x G``."""
+
+    def __init__(self, cfg: Sam2DConfig) -> None:
+        super().__init__()
+        self.img_size = cfg.img_size
+        grid, dim = cfg.embedding_size, cfg.encoder_embed_dim
+        self.patch_embed = PatchEmbed2D(cfg.patch_size, 3, dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, dim))
+        self.blocks = nn.ModuleList(
+            Block2D(
+                dim,
+                cfg.encoder_num_heads,
+                cfg.encoder_mlp_ratio,
+                0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size,
+                grid,
+                cfg.adapter_ratio if cfg.encoder_adapters else None,
+            )
+            for i in range(cfg.encoder_depth)
+        )
+        out = cfg.prompt_embed_dim
+        self.neck = nn.Sequential(
+            nn.Conv2d(dim, out, kernel_size=1, bias=False),
+            LayerNorm2d(out),
+            nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False),
+            LayerNorm2d(out),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.img_size,) * 2:
+            raise ValueError(
+                f"image encoder expects B x 3 x {self.img_size} x {self.img_size} input, "
+                f"got {tuple(x.shape)}"
+            )
+        x = self.patch_embed(x) + self.pos_embed
+        for blk in self.blocks:
+            x = blk(x)
+        return self.neck(x.permute(0, 3, 1, 2))
