@@ -95,6 +95,42 @@ def test_checkpoint_keys_are_the_release_keys_under_model(
     assert torch.equal(loaded.state_dict()[key], best["state_dict"][f"model.{key}"])
 
 
+def _strings(value: object) -> list[str]:
+    """Every string inside a checkpoint's nested dicts, lists and tuples."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_the_same_training_writes_the_same_checkpoint_bytes_in_another_folder(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    """Checkpoints are DVC outputs whose hashes git keeps (dvc.lock): they hold no MLflow run
+    id, no absolute path and no clock; the run id is in the uncached ``run.json``."""
+    from neurosam3d.training import load_config, train
+    from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
+
+    home, summary, _ = first_run
+    cfg = load_config(CONFIG, _fast(ct_manifest))
+    again = train(cfg, home / "elsewhere" / "train")
+    assert again.run_id != summary["run_id"]
+    first = Path(summary["last_checkpoint"]).parent
+    for name in ("last.ckpt", Path(summary["best_checkpoint"]).name):
+        assert (first / name).read_bytes() == (
+            Path(again.last_checkpoint).parent / name
+        ).read_bytes()
+    saved = torch.load(first / "last.ckpt", map_location="cpu", weights_only=True)
+    assert MLFLOW_RUN_ID_KEY not in saved
+    assert not [s for s in _strings(saved) if str(home) in s or summary["run_id"] in s]
+    receipt = json.loads((first.parent / "run.json").read_text())
+    assert receipt["run_id"] == summary["run_id"]
+    assert receipt["tracking_uri"] == summary["tracking_uri"]
+
+
 def test_resume_continues_step_optimiser_and_mlflow_run(
     first_run: tuple[Path, dict, object], ct_manifest: Path
 ) -> None:
