@@ -241,3 +241,57 @@ def test_last_checkpoint_is_written_at_every_validation(ct_manifest: Path, tmp_p
     trainer.fit(module, datamodule=ManifestDataModule(cfg.data, 64, cfg.seed))
     assert seen == [1, 2]  # whether or not the validation improved on the best
     assert not list(last.parent.glob(".*tmp*"))  # written through a renamed temporary
+
+
+def test_a_checkpoint_from_another_store_registers_into_a_new_run(
+    first_run: tuple[Path, dict, object], ct_manifest: Path, tmp_path: Path
+) -> None:
+    """What `dvc pull` restores (checkpoints, no summary of this store) registers, idempotently."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    from neurosam3d.evaluation import evaluate
+    from neurosam3d.registry.register import REGISTERED_CHECKPOINT_TAG, register_model
+
+    _, summary, _ = first_run
+    checkpoint = Path(summary["last_checkpoint"])
+    rows = pq.read_table(ct_manifest)
+    one = tmp_path / "spleen_val.parquet"  # one target keeps the test to seconds
+    keep = pc.and_(pc.equal(rows["split"], "Val"), pc.equal(rows["class_name"], "spleen"))
+    pq.write_table(rows.filter(keep), one)
+    evaluation = tmp_path / "eval"
+    evaluate(
+        checkpoint,
+        [one],
+        evaluation,
+        clicks=1,
+        worst_overlays=0,
+        device="cpu",
+        data_root=ct_manifest.parent,
+    )
+    uri = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    (tmp_path / "other").mkdir()
+    train_summary = Path(summary["last_checkpoint"]).parents[1] / "summary.json"
+    first = register_model(
+        tracking_uri=uri,
+        name="pulled",
+        train_summary=train_summary,  # names the first store, not this one
+        evaluation_dir=evaluation,
+        lock_dir=tmp_path / "locks",
+        checkpoint=checkpoint,
+    )
+    client = MlflowClient(uri)
+    run = client.get_run(first.run_id)
+    assert first.created and first.run_id != summary["run_id"]
+    assert run.data.tags[REGISTERED_CHECKPOINT_TAG] == first.checkpoint_sha256
+    assert client.get_experiment(run.info.experiment_id).name == "neurosam3d-demo"
+    again = register_model(
+        tracking_uri=uri,
+        name="pulled",
+        train_summary=None,
+        evaluation_dir=evaluation,
+        lock_dir=tmp_path / "locks",
+        checkpoint=checkpoint,
+    )
+    assert (again.created, again.version, again.run_id) == (False, first.version, first.run_id)
