@@ -11,7 +11,8 @@ tracking store; the checkpoints and ``config.yaml`` hold nothing run-specific, s
 training writes the same bytes in any clone (their DVC hashes go into the committed dvc.lock). The MLflow run gets the configuration as
 parameters and as ``config.yaml``, metrics per step and per validation, tags (manifest SHA-256,
 DVC hash when the manifests are DVC outputs, git commit), both checkpoints under ``checkpoints/``
-and validation overlays under ``overlays/``.
+(or, with ``tracking.log_checkpoints: false``, their names, sizes and SHA-256 in
+``checkpoints.json``) and validation overlays under ``overlays/``.
 
 Resuming (``resume=PATH`` to a checkpoint of this module) restores weights, optimiser,
 scheduler and step, and continues the MLflow run of the checkpoint's run folder
@@ -185,6 +186,25 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -
         torch.set_num_threads(threads)
 
 
+def _record_checkpoints(client: Any, run_id: str, paths: tuple[Path, ...], copy: bool) -> None:
+    """Log ``paths`` under the run's ``checkpoints/`` (``copy``), or only list them: name, path,
+    size and SHA-256 in ``checkpoints.json`` (the files stay where they are, e.g. DVC's cache)."""
+    import hashlib
+
+    if copy:
+        for path in paths:
+            client.log_artifact(run_id, str(path), "checkpoints")
+        return
+    listing = []
+    for path in paths:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        listing.append(
+            {"name": path.name, "path": str(path), "bytes": path.stat().st_size, "sha256": digest}
+        )
+    client.log_text(run_id, json.dumps(listing, indent=1) + "\n", "checkpoints.json")
+
+
 def _best_step(path: Path) -> int:
     """The step of ``best-<step>[-vN].ckpt`` (Lightning adds ``-vN`` to a name already taken)."""
     found = re.fullmatch(r"best-(\d+)(?:-v\d+)?", path.stem)
@@ -332,8 +352,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         stopped_by_time_limit=stopped_by_time_limit,
     )
     if trainer.is_global_zero:
-        for path in (best_path, last_path):
-            client.log_artifact(run_id, str(path), "checkpoints")
+        _record_checkpoints(client, run_id, (best_path, last_path), cfg.tracking.log_checkpoints)
         atomic_write_text(out / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
         client.log_artifact(run_id, str(out / "summary.json"))
         logger.info("MLflow run %s; best checkpoint %s", run_id, best_path)

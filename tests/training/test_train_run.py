@@ -295,3 +295,31 @@ def test_a_checkpoint_from_another_store_registers_into_a_new_run(
         checkpoint=checkpoint,
     )
     assert (again.created, again.version, again.run_id) == (False, first.version, first.run_id)
+
+
+def test_checkpoints_kept_by_dvc_are_listed_not_copied(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    from neurosam3d.training import load_config, train
+
+    home, summary, _ = first_run
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "tracking.log_checkpoints=false"])
+    run = train(cfg, home / "listed")
+    client = MlflowClient(summary["tracking_uri"])
+    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert "checkpoints" not in artifacts and "checkpoints.json" in artifacts
+    listing = json.loads(
+        Path(client.download_artifacts(run.run_id, "checkpoints.json")).read_text()
+    )
+    last = Path(run.last_checkpoint)
+    assert {
+        "name": "last.ckpt",
+        "path": str(last),
+        "bytes": last.stat().st_size,
+        "sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
+    } in listing
+    assert {e["name"] for e in listing} == {"last.ckpt", Path(run.best_checkpoint).name}
