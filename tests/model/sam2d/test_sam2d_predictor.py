@@ -92,7 +92,7 @@ def test_set_embedding_decodes_each_prompt_set_against_its_own_slice(
         assert torch.allclose(together.probabilities[b], alone[b].probabilities[0], atol=1e-5)
     # the two slices decode differently: far beyond the tolerance above
     assert (together.low_res_logits[0] - together.low_res_logits[1]).abs().max() > 1e-4
-    with pytest.raises(ValueError, match="an embedding is B x 32 x 4 x 4"):
+    with pytest.raises(ValueError, match=r"an embedding is B x E x 4 x 4, got \(1, 32, 5, 5\)"):
         batched.set_embedding(torch.zeros(1, 32, 5, 5), (122, 101))
 
 
