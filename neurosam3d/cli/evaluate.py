@@ -139,7 +139,9 @@ def evaluate_command(
         from neurosam3d.evaluation.compare import compare as compare_folders
 
         if out is None or manifest or summarise is not None:
-            raise typer.BadParameter("--compare DIR... takes --out OUT and no --manifest/--summarise")
+            raise typer.BadParameter(
+                "--compare DIR... takes --out OUT and no --manifest/--summarise"
+            )
         try:
             written = compare_folders(list(compare), out)
         except EvaluationStateError as exc:

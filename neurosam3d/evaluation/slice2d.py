@@ -39,7 +39,13 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, grid_for_image, sample_box
+from neurosam3d.evaluation.geometry import (
+    Box,
+    GridMap,
+    box_to_footprint,
+    grid_for_image,
+    sample_box,
+)
 from neurosam3d.evaluation.metrics import ReferenceScorer
 from neurosam3d.evaluation.protocol import (
     SLICE2D,
