@@ -29,7 +29,9 @@ def evaluate_command(
             help="full: every window overlapping the target or prediction predicted after each "
             "click, on the native grid (or --orientation/--spacing-mm); sam-med3d: upstream "
             "SAM-Med3D's validation (1.5 mm RAS, one crop, z-norm on voxels > 0), comparable "
-            "with published numbers.",
+            "with published numbers; slice2d: a 2-D model (SAM sam_vit_b_01ec64.pth, SAM-Med2D "
+            "sam-med2d_b.pth) on every axial (RAS) slice containing the target, one click per "
+            "slice and round ('N points' rows).",
         ),
     ] = "full",
     clicks: Annotated[int, typer.Option("--clicks", min=1, help="Clicks per target.")] = 10,
@@ -42,7 +44,7 @@ def evaluate_command(
         typer.Option(
             "--nsd-tolerance-mm",
             min=0.0,
-            help="NSD tolerance (mm); default 2 for full, 1 for sam-med3d.",
+            help="NSD tolerance (mm); default 2 for full and slice2d, 1 for sam-med3d.",
         ),
     ] = None,
     training_manifest: Annotated[
@@ -106,9 +108,21 @@ def evaluate_command(
             "folder from its parts (after a sharded run).",
         ),
     ] = None,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--compare",
+            exists=True,
+            file_okay=False,
+            help="Evaluation folder (repeatable, same manifests): write their results side by "
+            "side (results.parquet, tables/, dice_vs_clicks.png) in --out, e.g. a 3-D model "
+            "beside SAM and SAM-Med2D.",
+        ),
+    ] = None,
 ) -> None:
     """Run an interactive protocol; write per-case parts, then results.parquet, tables/, plots
-    and summary.json (or, with --summarise DIR, only rebuild those from DIR's parts)."""
+    and summary.json (or, with --summarise DIR, only rebuild those from DIR's parts; with
+    --compare DIR... --out OUT, only tabulate those evaluations together)."""
     import json
 
     from neurosam3d.evaluation.api import (
@@ -121,6 +135,19 @@ def evaluate_command(
         summarise as summarise_folder,
     )
 
+    if compare:
+        from neurosam3d.evaluation.compare import compare as compare_folders
+
+        if out is None or manifest or summarise is not None:
+            raise typer.BadParameter(
+                "--compare DIR... takes --out OUT and no --manifest/--summarise"
+            )
+        try:
+            written = compare_folders(list(compare), out)
+        except EvaluationStateError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--compare") from exc
+        typer.echo(written["categories"].with_suffix(".md").read_text())
+        return
     if summarise is not None:
         try:
             report = summarise_folder(summarise)

@@ -69,6 +69,7 @@ from neurosam3d.evaluation.plots import (
 from neurosam3d.evaluation.protocol import (
     FULL,
     SAM_MED3D,
+    SLICE2D,
     ProtocolConfig,
     TargetResult,
     run_full,
@@ -388,6 +389,9 @@ def evaluate(
     model = resolve_model(
         model_or_checkpoint if checkpoint is None else checkpoint, name=architecture, device=device
     )
+    from neurosam3d.evaluation.slice2d import check_protocol_model
+
+    check_protocol_model(model, config.protocol, str(checkpoint or label))
     root = Path(data_root) if data_root is not None else default_data_root(manifests[0])
     seen, seen_from = _seen(training_manifest, checkpoint)
     cases = [tuple(k) for k in rows[_CASE_KEYS].drop_duplicates().itertuples(index=False)]
@@ -495,6 +499,10 @@ class _CaseContext:
                     amp_dtype=self.amp_dtype,
                 )
 
+        elif config.protocol == SLICE2D:
+            from neurosam3d.evaluation.slice2d import case_runner
+
+            display, run_one = case_runner(self.model, image, config, self.amp_dtype)
         else:
             grid = grid_for_image(image, config.orientation, config.spacing_mm)
             display = normalise_intensity(np.asarray(image.dataobj), first["modality"])

@@ -1,6 +1,6 @@
 """The interactive protocols, per (case, class) target, and their parameters.
 
-Two protocols, named in every result row (``protocol`` column):
+Three protocols, named in every result row (``protocol`` column):
 
 ``full`` (default, :func:`run_full`), for an image and its binary reference mask on the
 original grid:
@@ -25,6 +25,9 @@ original grid:
 ``sam-med3d`` (:func:`neurosam3d.evaluation.sammed3d.run_sam_med3d`): upstream SAM-Med3D's
 validation, step by step (see that module).
 
+``slice2d`` (:func:`neurosam3d.evaluation.slice2d.run_slice2d`): a 2-D model (SAM, SAM-Med2D)
+slice by slice on the axial slices that contain the target (see that module).
+
 Randomness: one ``torch.Generator`` per target, seeded from the protocol seed and the target's
 identity (:func:`target_seed`), so a target's clicks do not depend on which other targets run.
 """
@@ -48,21 +51,24 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CLICKS = 10
 DEFAULT_CLICK_RULE = "random_error"
-FULL, SAM_MED3D = "full", "sam-med3d"
-PROTOCOLS = (FULL, SAM_MED3D)
+FULL, SAM_MED3D, SLICE2D = "full", "sam-med3d", "slice2d"
+PROTOCOLS = (FULL, SAM_MED3D, SLICE2D)
 #: NSD tolerance (mm) of each protocol when none is given.
-DEFAULT_TOLERANCES_MM = {FULL: DEFAULT_NSD_TOLERANCE_MM, SAM_MED3D: 1.0}
+DEFAULT_TOLERANCES_MM = {FULL: DEFAULT_NSD_TOLERANCE_MM, SAM_MED3D: 1.0, SLICE2D: 2.0}
+#: Protocols that fix their own working grid (no orientation/spacing_mm).
+_OWN_GRID = {SAM_MED3D: "canonical RAS, 1.5 mm", SLICE2D: "canonical RAS, native spacing"}
 
 
 @dataclass(frozen=True)
 class ProtocolConfig:
     """Parameters of the protocol (everything that changes a score is here).
 
-    ``protocol``: ``"full"`` or ``"sam-med3d"``; ``nsd_tolerance_mm``: ``None`` takes the
-    protocol's default (2 mm for ``full``, 1 mm for ``sam-med3d``); ``orientation``/``spacing_mm``:
-    working grid of ``full`` (``None`` keeps the stored axes / spacing; ``sam-med3d`` fixes RAS and
-    1.5 mm itself); ``overlap``: window overlap fraction; ``max_windows``: most windows a target
-    grows into (``full``); ``threshold``: probability above which a voxel is foreground.
+    ``protocol``: ``"full"``, ``"sam-med3d"`` or ``"slice2d"``; ``nsd_tolerance_mm``: ``None``
+    takes the protocol's default (2 mm for ``full`` and ``slice2d``, 1 mm for ``sam-med3d``);
+    ``orientation``/``spacing_mm``: working grid of ``full`` (``None`` keeps the stored axes /
+    spacing; ``sam-med3d`` fixes RAS and 1.5 mm itself, ``slice2d`` RAS at the native spacing);
+    ``overlap``: window overlap fraction; ``max_windows``: most windows a target grows into
+    (``full``); ``threshold``: probability above which a voxel is foreground.
     """
 
     clicks: int = DEFAULT_CLICKS
@@ -82,11 +88,11 @@ class ProtocolConfig:
         get_click_rule(self.click_rule)  # KeyError naming the known rules
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {self.protocol!r}; choose from {PROTOCOLS}")
-        if self.protocol == SAM_MED3D and (
+        if self.protocol in _OWN_GRID and (
             self.orientation is not None or self.spacing_mm is not None
         ):
             raise ValueError(
-                "the sam-med3d protocol fixes its own grid (canonical RAS, 1.5 mm): "
+                f"the {self.protocol} protocol fixes its own grid ({_OWN_GRID[self.protocol]}): "
                 "do not give orientation/spacing_mm with it"
             )
         if self.max_windows < 1:

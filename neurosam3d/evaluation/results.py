@@ -5,8 +5,9 @@ Columns (``RESULTS_SCHEMA``): identity (model, dataset, split, case_id, class_na
 grid (NaN per the empty-mask policy of :mod:`.metrics`), voxel counts of prediction, reference and
 their overlap, the windows (``windows``: holding a prediction or overlapping the stitched mask;
 ``windows_predicted``: holding a prediction; ``seeded_clicks``: clicks seeded from a
-neighbour's mask, not simulated clicks), and the protocol (``protocol``: ``full`` or
-``sam-med3d``, click rule, seed, NSD tolerance in mm). Rows
+neighbour's mask, not simulated clicks; for ``slice2d`` both window counts are the prompted
+slices and a click is a round, one click per slice), and the protocol (``protocol``: ``full``,
+``sam-med3d`` or ``slice2d``, click rule, seed, NSD tolerance in mm). Rows
 are sorted by the identity columns and the click, and written without timestamps, so the same
 results give the same bytes.
 """

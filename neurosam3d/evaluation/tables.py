@@ -9,7 +9,9 @@ the curve, in [0, 1]; a single click gives that click's Dice).
 Tables written by :func:`write_tables` (``<name>.csv`` and ``<name>.md``):
 
 * ``categories``: the seed README's layout, rows (model, prompt count), columns the anatomical
-  categories of docs/TAXONOMY.md with lesions split into seen and unseen, Dice in percent;
+  categories of docs/TAXONOMY.md with lesions split into seen and unseen, Dice in percent; the
+  prompt count of a ``slice2d`` model is per prompted slice ("N points", "3N points"...: N = the
+  slices containing the target), of a 3-D one per volume ("1 point", "3 points"...);
 * ``by_class``, ``by_dataset``, ``by_modality``, ``by_category`` (category x seen/unseen): long
   tables with the number of targets, Dice and NSD at each reported click and ``dice_auc``.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from neurosam3d.evaluation.protocol import SLICE2D
 from neurosam3d.io.atomic import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
@@ -58,7 +61,8 @@ def per_target(results: pd.DataFrame) -> pd.DataFrame:
     clicks = report_clicks(results)
     ordered = results.sort_values([*TARGET_KEYS, "click"])
     wide = ordered.set_index([*TARGET_KEYS, "click"])[["dice", "nsd"]].unstack("click")
-    out = ordered.groupby(TARGET_KEYS, sort=True)[["modality", "category", "seen"]].first()
+    columns = ["modality", "category", "seen"] + (["protocol"] if "protocol" in results else [])
+    out = ordered.groupby(TARGET_KEYS, sort=True)[columns].first()
     for k in clicks:
         out[f"dice_{k}"] = wide[("dice", k)]
         out[f"nsd_{k}"] = wide[("nsd", k)]
@@ -97,10 +101,8 @@ def category_table(targets: pd.DataFrame) -> pd.DataFrame:
     extra = sorted(set(frame["column"]) - set(standard))
     rows = []
     for model, group in frame.groupby("model", sort=True):
-        prompts = [
-            (f"dice_{k}", f"{k} point" + ("s" if k > 1 else ""))
-            for k in report_clicks_from(targets)
-        ]
+        per_slice = "protocol" in group and (group["protocol"] == SLICE2D).all()
+        prompts = [(f"dice_{k}", prompt_label(k, per_slice)) for k in report_clicks_from(targets)]
         prompts.append(("dice_auc", "AUC"))
         for key, label in prompts:
             means = group.groupby("column")[key].mean()
@@ -112,6 +114,14 @@ def category_table(targets: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=["Model", "Prompt", *standard, *extra])
+
+
+def prompt_label(clicks: int, per_slice: bool = False) -> str:
+    """The ``Prompt`` cell of ``clicks`` clicks: "1 point", "3 points"; per slice (``slice2d``)
+    "N points", "3N points" (N: the slices containing the target)."""
+    if per_slice:
+        return f"{'' if clicks == 1 else clicks}N points"
+    return f"{clicks} point" + ("s" if clicks > 1 else "")
 
 
 def report_clicks_from(targets: pd.DataFrame) -> list[int]:

@@ -12,9 +12,15 @@ Call::
 
 ``low_res_logits`` is ``B x M x 4G x 4G x 4G`` and ``iou_pred`` ``B x M`` with ``M = 1`` (the
 single-mask token) or ``M = num_multimask_outputs`` (the other tokens) when ``multimask_output``.
+
+:class:`TokenMaskDecoder` is the decoder for any number of spatial axes (its upscaling layers are
+class attributes); :class:`MaskDecoder3D` is the 3-D one and
+:class:`neurosam3d.model.sam2d.mask_decoder.MaskDecoder` the 2-D one (SAM's), same key names.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -23,11 +29,21 @@ from neurosam3d.model.common import MLP, LayerNorm3d
 from neurosam3d.model.config import ModelConfig
 from neurosam3d.model.transformer import TwoWayTransformer3D
 
+if TYPE_CHECKING:
+    from neurosam3d.model.sam2d.config import Sam2DConfig
 
-class MaskDecoder3D(nn.Module):
-    """IoU token + ``num_multimask_outputs + 1`` mask tokens through a two-way transformer."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+class TokenMaskDecoder(nn.Module):
+    """IoU token + ``num_multimask_outputs + 1`` mask tokens through a two-way transformer.
+
+    ``upconv``/``norm``: the transposed convolution and channel-first LayerNorm of the output
+    upscaling, which fix the number of spatial axes (set by the subclasses).
+    """
+
+    upconv: type[nn.Module]
+    norm: type[nn.Module]
+
+    def __init__(self, cfg: ModelConfig | Sam2DConfig) -> None:
         super().__init__()
         dim = cfg.prompt_embed_dim
         self.num_mask_tokens = cfg.num_multimask_outputs + 1
@@ -41,10 +57,10 @@ class MaskDecoder3D(nn.Module):
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
         self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose3d(dim, dim // 4, kernel_size=2, stride=2),
-            LayerNorm3d(dim // 4),
+            self.upconv(dim, dim // 4, kernel_size=2, stride=2),
+            self.norm(dim // 4),
             nn.GELU(),
-            nn.ConvTranspose3d(dim // 4, dim // 8, kernel_size=2, stride=2),
+            self.upconv(dim // 4, dim // 8, kernel_size=2, stride=2),
             nn.GELU(),
         )
         self.output_hypernetworks_mlps = nn.ModuleList(
@@ -62,39 +78,46 @@ class MaskDecoder3D(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        masks, iou_pred = self._predict(
+        masks, iou_pred = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
         )
         picked = slice(1, None) if multimask_output else slice(0, 1)
         return masks[:, picked], iou_pred[:, picked]
 
-    def _predict(
+    def predict_masks(
         self,
         image_embeddings: torch.Tensor,
         image_pe: torch.Tensor,
         sparse: torch.Tensor,
         dense: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All mask tokens: logits ``B x num_mask_tokens x 4G^3``, IoU ``B x num_mask_tokens``."""
+        """All mask tokens: logits ``B x num_mask_tokens x (4G)^n``, IoU ``B x num_mask_tokens``."""
         b = sparse.shape[0]
-        output_tokens = torch.cat((self.iou_token.weight, self.mask_tokens.weight), dim=0)
-        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
         if image_embeddings.shape[0] not in (1, b):
             raise ValueError(
                 f"image_embeddings batch {image_embeddings.shape[0]} must be 1 or match the "
                 f"prompts' batch {b}"
             )
-        src = image_embeddings.expand(b, -1, -1, -1, -1) + dense
-        pos_src = image_pe.expand(b, -1, -1, -1, -1)
+        output_tokens = torch.cat((self.iou_token.weight, self.mask_tokens.weight), dim=0)
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
+        spatial = tuple(image_embeddings.shape[2:])
+        src = image_embeddings.expand(b, -1, *spatial) + dense
+        pos_src = image_pe.expand(b, -1, *spatial)
         hs, src = self.transformer(src, pos_src, tokens)
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        g = image_embeddings.shape[-1]
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, -1, g, g, g))
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, -1, *spatial))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
             dim=1,
         )
-        c, side = upscaled.shape[1], upscaled.shape[-1]
-        masks = (hyper_in @ upscaled.reshape(b, c, -1)).reshape(b, -1, side, side, side)
+        c = upscaled.shape[1]
+        masks = (hyper_in @ upscaled.reshape(b, c, -1)).reshape(b, -1, *upscaled.shape[2:])
         return masks, self.iou_prediction_head(iou_token_out)
+
+
+class MaskDecoder3D(TokenMaskDecoder):
+    """The 3-D decoder (SAM-Med3D's): ``ConvTranspose3d`` and ``LayerNorm3d`` upscaling."""
+
+    upconv = nn.ConvTranspose3d
+    norm = LayerNorm3d

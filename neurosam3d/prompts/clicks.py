@@ -9,7 +9,8 @@ Conventions (those of the model's prompt encoder and :class:`neurosam3d.model.Pr
   seed's bug (it means p > 0.62).
 - a click is one point per batch item: ``coords`` ``B x 1 x 3`` float32 voxel indices along the
   mask's last three axes (D, H, W), ``labels`` ``B x 1`` int64 with 1 positive, 0 negative and
-  -1 "not a point" (ignored by the prompt encoder).
+  -1 "not a point" (ignored by the prompt encoder). 2-D slices are ``B x 1 x H x W`` (a click's
+  first coordinate is then 0): components are then 8-connected and distance transforms 2-D.
 
 Every rule returns exactly one click per item, in the same order as the batch. Policy:
 

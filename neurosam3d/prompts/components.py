@@ -56,12 +56,15 @@ def deepest_voxel_np(mask: np.ndarray) -> tuple[int, int, int]:
 
     The Euclidean distance transform is taken in voxel units with the volume border counting as
     boundary (the mask is zero-padded), so a region cut by the crop edge has its centre inside the
-    crop. Ties go to the first voxel in C order.
+    crop. Ties go to the first voxel in C order. An axis of length 1 in ``mask`` is not padded:
+    a ``1 x H x W`` mask is a 2-D slice (the ``slice2d`` protocol) and its transform is 2-D.
     """
     box = _bbox(mask)
     if box is None:
         raise ValueError("deepest_voxel_np needs a non-empty mask")
-    distance = ndimage.distance_transform_edt(np.pad(mask[box], 1))[1:-1, 1:-1, 1:-1]
+    widths = [(0, 0) if n == 1 else (1, 1) for n in mask.shape]
+    inner = tuple(slice(None) if n == 1 else slice(1, -1) for n in mask.shape)
+    distance = ndimage.distance_transform_edt(np.pad(mask[box], widths))[inner]
     local = np.unravel_index(int(np.argmax(distance)), distance.shape)
     return tuple(int(s.start + i) for s, i in zip(box, local, strict=True))  # type: ignore[return-value]
 

@@ -109,6 +109,21 @@ def test_center_click_counts_volume_border_as_boundary() -> None:
     assert _voxel(center_error_click(target)) == (2, 2, 2)
 
 
+def test_a_one_slice_mask_is_two_dimensional() -> None:
+    """``B x 1 x H x W`` (the slice2d protocol): the centre is the 2-D one, not a corner that a
+    padded depth axis would make as deep as any other pixel; components are 8-connected."""
+    target = torch.zeros((1, 1, 11, 15), dtype=torch.bool)
+    target[0, 0, 2:9, 5:12] = True  # 7 x 7 square, centre (5, 8)
+    target[0, 0, 0, 0] = True  # a lone pixel: the rectangle is the largest component
+    assert _voxel(center_error_click(target)) == (0, 5, 8)
+    diagonal = torch.zeros((1, 1, 6, 6), dtype=torch.bool)
+    diagonal[0, 0, [0, 1, 2, 3], [0, 1, 2, 3]] = True  # one 8-connected component of 4 pixels
+    diagonal[0, 0, 5, 5] = diagonal[0, 0, 5, 4] = True  # a 2-pixel one
+    for seed in range(10):
+        _, h, w = _voxel(random_error_click(diagonal, None, generator=_gen(seed)))
+        assert h == w and h < 4
+
+
 @pytest.mark.parametrize("rule", sorted(CLICK_RULES))
 def test_no_error_falls_back_to_positive_click_in_largest_component(rule: str) -> None:
     target = _two_blobs()

@@ -75,8 +75,9 @@ class Adapter(nn.Module):
     Channel gate ``c = sigmoid(W2 relu(W1 mean_hw(n))) * n``, spatial branch
     ``s = relu(deconv(relu(conv(c))))``, output ``norm(n + s)`` (LayerNorm over channels, default
     eps). The skip adds the *un-gated* ``n``, as SAM-Med2D's ``Adapter_Layer`` does
-    (``x = x + x_spatial``); the golden fixture's numbers confirm it (its README's step 3 writes
-    ``c + s``, which misses them by 25 % of the embedding's range).
+    (``x = x + x_spatial``); the golden fixture's numbers confirm it (``c + s``, which the shared
+    fixture's README wrote, misses them by 25 % of the embedding's range; the copy in
+    ``tests/fixtures/sam_med2d_parity/README.md`` says ``n + s``).
     """
 
     def __init__(self, dim: int, ratio: float = 0.25) -> None:

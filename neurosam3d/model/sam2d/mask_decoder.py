@@ -11,94 +11,22 @@ Call (SAM's signature)::
     )
 
 ``low_res_logits`` is ``B x M x 4G x 4G`` and ``iou_pred`` ``B x M`` with ``M = 1`` (the
-single-mask token) or ``M = num_multimask_outputs`` when ``multimask_output``. The two-way
-transformer is the dimension-agnostic one of the 3-D model (same keys as SAM's).
+single-mask token) or ``M = num_multimask_outputs`` when ``multimask_output``. The decoder is the
+3-D model's dimension-agnostic :class:`~neurosam3d.model.mask_decoder.TokenMaskDecoder` (its
+two-way transformer and token logic; keys as SAM's) with 2-D upscaling layers.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from neurosam3d.model.common import MLP
-from neurosam3d.model.sam2d.config import Sam2DConfig
+from neurosam3d.model.mask_decoder import TokenMaskDecoder
 from neurosam3d.model.sam2d.layers import LayerNorm2d
-from neurosam3d.model.transformer import TwoWayTransformer3D
 
 
-class MaskDecoder(nn.Module):
-    """IoU token + ``num_multimask_outputs + 1`` mask tokens through a two-way transformer."""
+class MaskDecoder(TokenMaskDecoder):
+    """SAM's decoder: the 3-D model's :class:`~neurosam3d.model.mask_decoder.TokenMaskDecoder`
+    with ``ConvTranspose2d`` and ``LayerNorm2d`` (fp32 statistics) upscaling."""
 
-    def __init__(self, cfg: Sam2DConfig) -> None:
-        super().__init__()
-        dim = cfg.prompt_embed_dim
-        self.num_mask_tokens = cfg.num_multimask_outputs + 1
-        self.transformer = TwoWayTransformer3D(
-            cfg.decoder_depth,
-            dim,
-            cfg.decoder_num_heads,
-            cfg.decoder_mlp_dim,
-            cfg.decoder_attention_downsample_rate,
-        )
-        self.iou_token = nn.Embedding(1, dim)
-        self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
-        self.output_upscaling = nn.Sequential(
-            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
-            LayerNorm2d(dim // 4),
-            nn.GELU(),
-            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
-            nn.GELU(),
-        )
-        self.output_hypernetworks_mlps = nn.ModuleList(
-            MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
-        )
-        self.iou_prediction_head = MLP(
-            dim, cfg.iou_head_hidden_dim, self.num_mask_tokens, cfg.iou_head_depth
-        )
-
-    def forward(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        multimask_output: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        masks, iou_pred = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
-        )
-        picked = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, picked], iou_pred[:, picked]
-
-    def predict_masks(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All mask tokens: logits ``B x num_mask_tokens x 4G x 4G``, IoU ``B x num_mask_tokens``."""
-        b = sparse_prompt_embeddings.shape[0]
-        if image_embeddings.shape[0] not in (1, b):
-            raise ValueError(
-                f"image_embeddings batch {image_embeddings.shape[0]} must be 1 or match the "
-                f"prompts' batch {b}"
-            )
-        output_tokens = torch.cat((self.iou_token.weight, self.mask_tokens.weight), dim=0)
-        tokens = torch.cat(
-            (output_tokens.unsqueeze(0).expand(b, -1, -1), sparse_prompt_embeddings), dim=1
-        )
-        src = image_embeddings.expand(b, -1, -1, -1) + dense_prompt_embeddings
-        pos_src = image_pe.expand(b, -1, -1, -1)
-        _, _, h, w = src.shape
-        hs, src = self.transformer(src, pos_src, tokens)
-        iou_token_out = hs[:, 0, :]
-        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, -1, h, w))
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)],
-            dim=1,
-        )
-        c, uh, uw = upscaled.shape[1:]
-        masks = (hyper_in @ upscaled.reshape(b, c, uh * uw)).reshape(b, -1, uh, uw)
-        return masks, self.iou_prediction_head(iou_token_out)
+    upconv = nn.ConvTranspose2d
+    norm = LayerNorm2d

@@ -7,6 +7,7 @@
     out = predictor.predict(points, labels, multimask=True)        # B x N x 2 (x, y), B x N
     best = out.low_res_logits[:, out.iou[0].argmax()][:, None]
     out = predictor.predict(points2, labels2, mask_input=best)
+    predictor.set_embedding(torch.cat(embeddings), (H, W))   # B slices: prompt set b -> slice b
 
 As SAM's ``SamPredictor``: the image is resized so its longest side is the model input
 (bilinear, antialiased; the other side ``int(side * scale + 0.5)``), normalised with the
@@ -72,6 +73,25 @@ class Predictor2D:
     def reset_image(self) -> None:
         """Drop the cached embedding."""
         self._embedding = self.original_size = self.input_size = None
+
+    @property
+    def embedding(self) -> torch.Tensor | None:
+        """The cached embedding (``B x E x G x G`` float32), or ``None``."""
+        return self._embedding
+
+    def set_embedding(self, embedding: torch.Tensor, original_size: tuple[int, int]) -> None:
+        """Cache embeddings computed earlier of ``B`` images of ``original_size`` ``(H, W)``.
+
+        With ``B > 1`` the next :meth:`predict` decodes prompt set ``b`` against embedding ``b``
+        (several slices of one volume, each encoded once, decoded in one batch).
+        """
+        g = self.model.config.embedding_size
+        if embedding.ndim != 4 or tuple(embedding.shape[2:]) != (g, g):
+            raise ValueError(f"an embedding is B x E x {g} x {g}, got {tuple(embedding.shape)}")
+        h, w = (int(n) for n in original_size)
+        self._embedding = embedding.to(self.device, torch.float32)
+        self.original_size = (h, w)
+        self.input_size = preprocess_shape(h, w, self.model.img_size)
 
     def set_image(self, image: torch.Tensor) -> None:
         """Resize, normalise, pad and encode ``image`` (``3 x H x W`` or ``H x W``, 0-255)."""

@@ -71,6 +71,31 @@ def test_set_image_once_then_prompt_steps(model: Sam2D, ct_slice: torch.Tensor) 
     assert torch.allclose(first.iou, iou, atol=1e-6)
 
 
+def test_set_embedding_decodes_each_prompt_set_against_its_own_slice(
+    model: Sam2D, ct_slice: torch.Tensor
+) -> None:
+    """Two slices encoded once each, decoded in one batch: as each decoded on its own."""
+    other = ct_slice.flip(-1).contiguous()
+    points, labels = torch.tensor([[[50.0, 61.0]], [[20.0, 30.0]]]), torch.tensor([[1], [1]])
+    alone, embeddings = [], []
+    for b, image in enumerate((ct_slice, other)):
+        predictor = Predictor2D(model)
+        predictor.set_image(image)
+        embeddings.append(predictor.embedding)
+        alone.append(predictor.predict(points[b : b + 1], labels[b : b + 1], multimask=True))
+    batched = Predictor2D(model)
+    batched.set_embedding(torch.cat(embeddings), (122, 101))
+    assert batched.input_size == (64, 53)
+    together = batched.predict(points, labels, multimask=True)
+    for b in range(2):
+        assert torch.allclose(together.low_res_logits[b], alone[b].low_res_logits[0], atol=1e-5)
+        assert torch.allclose(together.probabilities[b], alone[b].probabilities[0], atol=1e-5)
+    # the two slices decode differently: far beyond the tolerance above
+    assert (together.low_res_logits[0] - together.low_res_logits[1]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match=r"an embedding is B x E x 4 x 4, got \(1, 32, 5, 5\)"):
+        batched.set_embedding(torch.zeros(1, 32, 5, 5), (122, 101))
+
+
 def test_bad_prompts_and_images_are_named(model: Sam2D, ct_slice: torch.Tensor) -> None:
     predictor = Predictor2D(model)
     with pytest.raises(RuntimeError, match="set_image"):

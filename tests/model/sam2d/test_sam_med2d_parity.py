@@ -2,7 +2,7 @@
 
 Tolerance (the README's): each array within 1e-3 x its max absolute value. The adapter's skip
 adds the un-gated tokens, as the original ``Adapter_Layer`` and the golden numbers do (the
-README's prose says ``c + s``; see ``neurosam3d.model.sam2d.image_encoder.Adapter``).
+shared original of the README said ``c + s``; see ``neurosam3d.model.sam2d.image_encoder.Adapter``).
 """
 
 from __future__ import annotations
