@@ -22,7 +22,7 @@ model:
   built on MONAI do.
 
 Scores of both are compared click by click. ``peak_rss_mb`` is ours alone, in a fresh process
-(``ru_maxrss`` of a child running only our protocol on the same targets).
+(``VmHWM`` of a child running only our protocol on the same targets).
 
 Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 1]
 [--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE] [--device cpu]``. The last
@@ -52,7 +52,7 @@ from neurosam3d.evaluation.growth import GrowingWindows
 from neurosam3d.evaluation.protocol import ProtocolConfig, _working_bbox, run_full, target_seed
 from neurosam3d.evaluation.windows import plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
-from neurosam3d.training.intensity import normalise_intensity
+from neurosam3d.evaluation.api import normalised_image
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
@@ -100,8 +100,12 @@ def build_full_size_set(folder: Path) -> Path:
     return out / "manifest.parquet"
 
 
-def load_targets(tree: Path, manifest: Path, classes: list[str] | None):
-    """(name, normalised image, grid, reference) per selected manifest row (first case only)."""
+def load_targets(tree: Path, manifest: Path, classes: list[str] | None, model):
+    """(image as the protocol reads it, grid, shape, [(name, mask loader)]) of the first case.
+
+    The image is what ``neurosam3d evaluate`` reads (:func:`normalised_image`: the stored int16
+    voxels, normalised per crop); masks are read one target at a time, as there.
+    """
     import pandas as pd
 
     from neurosam3d.io.paths import safe_join
@@ -112,12 +116,16 @@ def load_targets(tree: Path, manifest: Path, classes: list[str] | None):
     rows = rows[rows["case_id"] == rows["case_id"].iloc[0]]
     first = rows.iloc[0]
     image = nib.load(safe_join(tree, first["image_path"]))
-    volume = normalise_intensity(np.asarray(image.dataobj), first["modality"])
+    volume = normalised_image(image, first["modality"], model)
     grid = grid_for_image(image)
-    targets = []
-    for row in rows.itertuples(index=False):
-        mask = np.asarray(nib.load(safe_join(tree, row.mask_path)).dataobj) > 0
-        targets.append((f"{row.case_id}/{row.class_name}", mask))
+
+    def loader(path: Path):
+        return lambda: np.asarray(nib.load(path).dataobj) > 0
+
+    targets = [
+        (f"{row.case_id}/{row.class_name}", loader(safe_join(tree, row.mask_path)))
+        for row in rows.itertuples(index=False)
+    ]
     return volume, grid, image.shape, targets
 
 
@@ -178,14 +186,27 @@ def _ours_only(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.config).eval().to(args.device)
-    volume, grid, _, targets = load_targets(Path(args.tree), Path(args.manifest), args.class_list)
+    volume, grid, _, targets = load_targets(
+        Path(args.tree), Path(args.manifest), args.class_list, model
+    )
     config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
     with torch.inference_mode():
-        for name, mask in targets:
+        for name, load in targets:
             generator = torch.Generator().manual_seed(target_seed(0, name))
-            run_full(model, volume, mask, grid, config, generator, background=float(volume.min()))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": peak}))
+            run_full(model, volume, load(), grid, config, generator, background=float(volume.min()))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (``VmHWM``), in MiB.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a
+    child started by a large parent reports the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: best effort
 
 
 def main() -> None:
@@ -194,7 +215,13 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-windows", type=int, default=27)
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=4,
+        help="most windows a target grows into by seeding (default 4: random weights fill "
+        "every window, so growth only stops at the cap)",
+    )
     parser.add_argument("--classes", default="liver,adrenal_gland_left", help="'' for all rows")
     parser.add_argument("--tree", help="label-tree root of --manifest (default: build the set)")
     parser.add_argument("--manifest", help="prepared manifest (default: build the set)")
@@ -228,7 +255,7 @@ def run(args) -> None:
     torch.manual_seed(0)
     model = build_model(args.config).eval().to(args.device)
     volume, grid, shape, targets = load_targets(
-        Path(args.tree), Path(args.manifest), args.class_list
+        Path(args.tree), Path(args.manifest), args.class_list, model
     )
     config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
     background = float(volume.min())
@@ -238,7 +265,8 @@ def run(args) -> None:
     ours_s = ref_s = 0.0
     max_diff = 0.0
     with torch.inference_mode():
-        for name, mask in targets:
+        for name, load in targets:
+            mask = load()
             start = time.perf_counter()
             ours = run_full(
                 model,
@@ -305,6 +333,7 @@ def run(args) -> None:
         "voxels": int(np.prod(shape)),
         "threads": args.threads,
         "device": args.device,
+        "max_windows": args.max_windows,
         "ours_targets_per_s": len(targets) / ours_s,
         "reference_targets_per_s": len(targets) / ref_s,
         "eval_speedup": ref_s / ours_s,

@@ -38,10 +38,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_box
+from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_mask
 from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
 from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, ReferenceScorer
-from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, plan_windows, union_box
+from neurosam3d.evaluation.windows import (
+    DEFAULT_OVERLAP,
+    PROBABILITY_DTYPE,
+    plan_windows,
+    union_box,
+)
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
 
 logger = logging.getLogger(__name__)
@@ -193,36 +198,40 @@ def run_full(
     windows.lay(plan_windows(lo, hi, size, overlap=config.overlap))
     scorer = ReferenceScorer(reference, grid.original_spacing, config.nsd_tolerance_mm)
     rule = get_click_rule(config.click_rule)
-    click_region: Box | None = None
-    target: torch.Tensor | None = None
+    # The click region (the windows' union) and the reference and prediction on it: bool
+    # arrays, recomputed only when the windows grow.
+    region = union_box(windows.laid, grid.shape)
+    target = torch.from_numpy(sample_mask(reference, grid, region))[None]
     current: torch.Tensor | None = None
     scored: list[ClickScore] = []
-    footprint: tuple[slice, ...] = ()
-    probs = np.zeros(0, np.float32)
+    footprint: tuple[slice, ...] = tuple(slice(0, 0) for _ in range(3))
+    probs = np.zeros((0, 0, 0), PROBABILITY_DTYPE)
     for click in range(1, config.clicks + 1):
-        region = union_box([*windows.laid, *windows.predicted], grid.shape)
-        if region != click_region:  # the windows grew: the reference on the new region
-            click_region = region
-            target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
-            if windows.region is not None:
-                current = _on_region(
-                    windows.probabilities() > config.threshold, windows.region, region
-                )
         step = rule(target, current, generator=generator)
+        current = None  # recomputed below: only one prediction-sized mask at a time
         point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
         label = int(step.labels[0, 0])
         if label != NOT_A_POINT:
             windows.predict(windows.click(point, label))
         windows.propagate()
-        if windows.region is None:  # no window predicted yet (a "not a point" first click)
-            footprint = tuple(slice(0, 0) for _ in range(3))
-            probs = np.zeros((0, 0, 0), np.float32)
-            scores = scorer.score_box(probs > config.threshold, footprint)
-        else:
+        more = click < config.clicks
+        mask = None
+        if windows.region is not None:  # else no window predicted yet ("not a point" click)
             stitched = windows.probabilities()
-            footprint, probs = box_to_footprint(stitched, grid, windows.region)
-            scores = scorer.score_box(probs > config.threshold, footprint)
-            current = _on_region(stitched > config.threshold, windows.region, click_region)
+            footprint, probs = box_to_footprint(
+                stitched, grid, windows.region, dtype=PROBABILITY_DTYPE
+            )
+            mask = stitched > config.threshold if more else None
+            del stitched  # the float arrays of one click: the stitched, then the footprint's
+        scores = scorer.score_box(probs > config.threshold, footprint)
+        if more:  # the next click's region, and the reference and prediction on it
+            grown = union_box([*windows.laid, *windows.predicted], grid.shape)
+            if grown != region:
+                region = grown
+                target = torch.from_numpy(sample_mask(reference, grid, region))[None]
+            if mask is not None:
+                current = _on_region(mask, windows.region, region)  # type: ignore[arg-type]
+            del mask
         predicted = len(windows.predicted)
         logger.debug(
             "click %d (label %d): Dice %.4f, %d window(s) predicted, %d seeded click(s)",
