@@ -22,6 +22,10 @@ original grid:
    :meth:`~.metrics.ReferenceScorer.score_box`; what lies outside is computed once). The
    target's score is that of its **final** click, never its best.
 
+Memory per click is bounded by the region, not the volume: probabilities are float16 (window,
+stitched, footprint), the reference and prediction on the click region bool, and only one
+stitched array and one region mask are alive at a time; nothing volume-sized is allocated.
+
 ``sam-med3d`` (:func:`neurosam3d.evaluation.sammed3d.run_sam_med3d`): upstream SAM-Med3D's
 validation, step by step (see that module).
 
@@ -44,6 +48,7 @@ from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, 
 from neurosam3d.evaluation.windows import (
     DEFAULT_OVERLAP,
     PROBABILITY_DTYPE,
+    overlap_slices,
     plan_windows,
     union_box,
 )
@@ -126,7 +131,7 @@ class TargetResult:
     """Per-click scores of one target and its final prediction on a block of the original grid.
 
     ``footprint``: original-grid slices the prediction may be non-zero in; ``probabilities``:
-    float32 on that block (0 outside it); ``prediction`` is ``probabilities > threshold``.
+    float16 on that block (0 outside it); ``prediction`` is ``probabilities > threshold``.
     """
 
     clicks: list[ClickScore]
@@ -177,7 +182,8 @@ def run_full(
 ) -> TargetResult:
     """Run the ``full`` click loop on one target and score every click on the original grid.
 
-    ``image``: normalised float32 volume on the original grid (I x J x K); ``reference``: bool
+    ``image``: normalised volume on the original grid (I x J x K; a float32 array or a
+    :class:`~neurosam3d.evaluation.volume.NormalisedVolume`, read per crop); ``reference``: bool
     mask on the same grid, not empty; ``grid``: the working grid of that image (:func:`plan_grid`);
     ``background``: padding value of crops (default ``image.min()``; pass it to save a pass over
     the volume per target).
@@ -250,14 +256,9 @@ def run_full(
 def _on_region(mask: np.ndarray, box: Box, region: Box) -> torch.Tensor:
     """``mask`` (on working ``box``) placed on ``region`` (0 elsewhere), as a 1 x region tensor."""
     out = np.zeros(region.size, dtype=bool)
-    dst, src = [], []
-    for a in range(3):
-        lo, hi = max(box.start[a], region.start[a]), min(box.stop[a], region.stop[a])
-        if hi <= lo:
-            return torch.from_numpy(out)[None]
-        dst.append(slice(lo - region.start[a], hi - region.start[a]))
-        src.append(slice(lo - box.start[a], hi - box.start[a]))
-    out[tuple(dst)] = mask[tuple(src)]
+    dst, src = overlap_slices(box, region)
+    if dst is not None:
+        out[dst] = mask[src]
     return torch.from_numpy(out)[None]
 
 

@@ -164,7 +164,7 @@ class Stitcher:
             # one byte per voxel (at most 255 windows overlap a voxel)
             count = np.zeros(slab.size, dtype=np.uint8)
             for window in windows:
-                dst, src = _overlap(window, slab)
+                dst, src = overlap_slices(window, slab)
                 if dst is not None:
                     total[dst] += self._windows[window][src]
                     count[dst] += 1
@@ -173,8 +173,8 @@ class Stitcher:
         return out
 
 
-def _overlap(window: Box, region: Box) -> tuple[tuple[slice, ...] | None, tuple[slice, ...]]:
-    """Slices of the window/region overlap: (into the region, into the window), or (None, ())."""
+def overlap_slices(window: Box, region: Box) -> tuple[tuple[slice, ...] | None, tuple[slice, ...]]:
+    """Slices of the overlap of two boxes: (into ``region``, into ``window``), or ``(None, ())``."""
     dst, src = [], []
     for a in range(3):
         lo = max(window.start[a], region.start[a])
