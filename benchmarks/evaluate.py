@@ -7,11 +7,19 @@ TotalSegmentator classes: pseudo ground truth) upsampled to 0.75 x 0.75 x 1.5 mm
 ``neurosam3d prepare`` (nnU-Net layout); targets ``--classes`` (default liver, 1.35 M voxels,
 and left adrenal gland, 6.8 k). ``--tree DIR --manifest FILE`` evaluates any prepared data instead.
 
+Model: the ``--config`` architecture (default ``small``, 128^3 windows) with random weights
+(``torch.manual_seed(0)``), CPU, ``--threads`` 1. Random weights predict blobs that fill each
+window and reach its faces, so the growth only stops at ``--max-windows``: the default, 4, keeps
+the run to the laid windows plus a few grown ones (the liver's tiling is 3 x 3 x 1 = 9 laid
+windows; a window a click lands in is always predicted, beyond the cap). A trained model's
+windows follow its target instead. 10 clicks (``--clicks``), ``random_error`` rule, seed 0.
+
 Both sides run the same protocol with the same model, seed and click rule: the same windows
 (laid over the target, then seeded and grown from the stitched prediction by
 :class:`~neurosam3d.evaluation.growth.GrowingWindows`), the same clicks, each window encoded
-once, as upstream SAM-Med3D encodes its crop once. They differ in what a click costs besides the
-model:
+once, as upstream SAM-Med3D encodes its crop once, and the same image (stored voxels,
+normalised per crop, :func:`~neurosam3d.evaluation.api.normalised_image`). They differ in what
+a click costs besides the model:
 
 * **ours** (``neurosam3d.evaluation.protocol.run_full``): the stitched prediction is mapped back
   onto the original grid only inside the windows' footprint, and scored there with
@@ -21,13 +29,15 @@ model:
   whole reference with MONAI (``DiceMetric``, ``compute_surface_dice``), as evaluation scripts
   built on MONAI do.
 
-Scores of both are compared click by click. ``peak_rss_mb`` is ours alone, in a fresh process
-(``VmHWM`` of a child running only our protocol on the same targets).
+Scores of both are compared click by click (``max_abs_score_diff``). ``peak_rss_mb`` is ours
+alone, in a fresh process: ``VmHWM`` of a child running only our protocol on the same targets,
+masks read one target at a time (``ru_maxrss`` would report the parent's size: Linux carries it
+over through fork and exec).
 
 Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 1]
-[--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE] [--device cpu]``. The last
-line printed is one JSON object with ``eval_speedup`` (ours / reference targets per second),
-``peak_rss_mb`` and ``seconds_per_click`` (ours).
+[--max-windows 4] [--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE]
+[--device cpu]``. The last line printed is one JSON object with ``eval_speedup`` (ours /
+reference targets per second), ``peak_rss_mb`` and ``seconds_per_click`` (ours).
 """
 
 from __future__ import annotations
