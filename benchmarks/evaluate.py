@@ -7,11 +7,19 @@ TotalSegmentator classes: pseudo ground truth) upsampled to 0.75 x 0.75 x 1.5 mm
 ``neurosam3d prepare`` (nnU-Net layout); targets ``--classes`` (default liver, 1.35 M voxels,
 and left adrenal gland, 6.8 k). ``--tree DIR --manifest FILE`` evaluates any prepared data instead.
 
+Model: the ``--config`` architecture (default ``small``, 128^3 windows) with random weights
+(``torch.manual_seed(0)``), CPU, ``--threads`` 1. Random weights predict blobs that fill each
+window and reach its faces, so the growth only stops at ``--max-windows``: the default, 4, keeps
+the run to the laid windows plus a few grown ones (the liver's tiling is 3 x 3 x 1 = 9 laid
+windows; a window a click lands in is always predicted, beyond the cap). A trained model's
+windows follow its target instead. 10 clicks (``--clicks``), ``random_error`` rule, seed 0.
+
 Both sides run the same protocol with the same model, seed and click rule: the same windows
 (laid over the target, then seeded and grown from the stitched prediction by
 :class:`~neurosam3d.evaluation.growth.GrowingWindows`), the same clicks, each window encoded
-once, as upstream SAM-Med3D encodes its crop once. They differ in what a click costs besides the
-model:
+once, as upstream SAM-Med3D encodes its crop once, and the same image (stored voxels,
+normalised per crop, :func:`~neurosam3d.evaluation.api.normalised_image`). They differ in what
+a click costs besides the model:
 
 * **ours** (``neurosam3d.evaluation.protocol.run_full``): the stitched prediction is mapped back
   onto the original grid only inside the windows' footprint, and scored there with
@@ -21,13 +29,15 @@ model:
   whole reference with MONAI (``DiceMetric``, ``compute_surface_dice``), as evaluation scripts
   built on MONAI do.
 
-Scores of both are compared click by click. ``peak_rss_mb`` is ours alone, in a fresh process
-(``ru_maxrss`` of a child running only our protocol on the same targets).
+Scores of both are compared click by click (``max_abs_score_diff``). ``peak_rss_mb`` is ours
+alone, in a fresh process: ``VmHWM`` of a child running only our protocol on the same targets,
+masks read one target at a time (``ru_maxrss`` would report the parent's size: Linux carries it
+over through fork and exec).
 
 Usage: ``python benchmarks/evaluate.py [--config small] [--clicks 10] [--threads 1]
-[--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE] [--device cpu]``. The last
-line printed is one JSON object with ``eval_speedup`` (ours / reference targets per second),
-``peak_rss_mb`` and ``seconds_per_click`` (ours).
+[--max-windows 4] [--classes liver,adrenal_gland_left] [--tree DIR --manifest FILE]
+[--device cpu]``. The last line printed is one JSON object with ``eval_speedup`` (ours /
+reference targets per second), ``peak_rss_mb`` and ``seconds_per_click`` (ours).
 """
 
 from __future__ import annotations
@@ -47,12 +57,12 @@ import nibabel as nib
 import numpy as np
 import torch
 
+from neurosam3d.evaluation.api import normalised_image
 from neurosam3d.evaluation.geometry import box_to_original, grid_for_image, sample_box
 from neurosam3d.evaluation.growth import GrowingWindows
 from neurosam3d.evaluation.protocol import ProtocolConfig, _working_bbox, run_full, target_seed
 from neurosam3d.evaluation.windows import plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
-from neurosam3d.training.intensity import normalise_intensity
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
@@ -100,8 +110,12 @@ def build_full_size_set(folder: Path) -> Path:
     return out / "manifest.parquet"
 
 
-def load_targets(tree: Path, manifest: Path, classes: list[str] | None):
-    """(name, normalised image, grid, reference) per selected manifest row (first case only)."""
+def load_targets(tree: Path, manifest: Path, classes: list[str] | None, model):
+    """(image as the protocol reads it, grid, shape, [(name, mask loader)]) of the first case.
+
+    The image is what ``neurosam3d evaluate`` reads (:func:`normalised_image`: the stored int16
+    voxels, normalised per crop); masks are read one target at a time, as there.
+    """
     import pandas as pd
 
     from neurosam3d.io.paths import safe_join
@@ -112,12 +126,16 @@ def load_targets(tree: Path, manifest: Path, classes: list[str] | None):
     rows = rows[rows["case_id"] == rows["case_id"].iloc[0]]
     first = rows.iloc[0]
     image = nib.load(safe_join(tree, first["image_path"]))
-    volume = normalise_intensity(np.asarray(image.dataobj), first["modality"])
+    volume = normalised_image(image, first["modality"], model)
     grid = grid_for_image(image)
-    targets = []
-    for row in rows.itertuples(index=False):
-        mask = np.asarray(nib.load(safe_join(tree, row.mask_path)).dataobj) > 0
-        targets.append((f"{row.case_id}/{row.class_name}", mask))
+
+    def loader(path: Path):
+        return lambda: np.asarray(nib.load(path).dataobj) > 0
+
+    targets = [
+        (f"{row.case_id}/{row.class_name}", loader(safe_join(tree, row.mask_path)))
+        for row in rows.itertuples(index=False)
+    ]
     return volume, grid, image.shape, targets
 
 
@@ -178,14 +196,27 @@ def _ours_only(args) -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.config).eval().to(args.device)
-    volume, grid, _, targets = load_targets(Path(args.tree), Path(args.manifest), args.class_list)
+    volume, grid, _, targets = load_targets(
+        Path(args.tree), Path(args.manifest), args.class_list, model
+    )
     config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
     with torch.inference_mode():
-        for name, mask in targets:
+        for name, load in targets:
             generator = torch.Generator().manual_seed(target_seed(0, name))
-            run_full(model, volume, mask, grid, config, generator, background=float(volume.min()))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": peak}))
+            run_full(model, volume, load(), grid, config, generator, background=float(volume.min()))
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (``VmHWM``), in MiB.
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec, so a
+    child started by a large parent reports the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: best effort
 
 
 def main() -> None:
@@ -194,7 +225,13 @@ def main() -> None:
     parser.add_argument("--clicks", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--max-windows", type=int, default=27)
+    parser.add_argument(
+        "--max-windows",
+        type=int,
+        default=4,
+        help="most windows a target grows into by seeding (default 4: random weights fill "
+        "every window, so growth only stops at the cap)",
+    )
     parser.add_argument("--classes", default="liver,adrenal_gland_left", help="'' for all rows")
     parser.add_argument("--tree", help="label-tree root of --manifest (default: build the set)")
     parser.add_argument("--manifest", help="prepared manifest (default: build the set)")
@@ -228,7 +265,7 @@ def run(args) -> None:
     torch.manual_seed(0)
     model = build_model(args.config).eval().to(args.device)
     volume, grid, shape, targets = load_targets(
-        Path(args.tree), Path(args.manifest), args.class_list
+        Path(args.tree), Path(args.manifest), args.class_list, model
     )
     config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
     background = float(volume.min())
@@ -238,7 +275,8 @@ def run(args) -> None:
     ours_s = ref_s = 0.0
     max_diff = 0.0
     with torch.inference_mode():
-        for name, mask in targets:
+        for name, load in targets:
+            mask = load()
             start = time.perf_counter()
             ours = run_full(
                 model,
@@ -305,6 +343,7 @@ def run(args) -> None:
         "voxels": int(np.prod(shape)),
         "threads": args.threads,
         "device": args.device,
+        "max_windows": args.max_windows,
         "ours_targets_per_s": len(targets) / ours_s,
         "reference_targets_per_s": len(targets) / ref_s,
         "eval_speedup": ref_s / ours_s,

@@ -30,6 +30,7 @@ All files are deterministic for the same model, manifests and seed, whatever the
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -82,11 +83,12 @@ from neurosam3d.evaluation.results import (
     write_results,
 )
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
+from neurosam3d.evaluation.volume import NormalisedVolume
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 from neurosam3d.io.paths import check_name, safe_join
-from neurosam3d.training.intensity import normalise_intensity
+from neurosam3d.training.intensity import apply_intensity, normalise_intensity
 
 logger = logging.getLogger(__name__)
 
@@ -505,7 +507,7 @@ class _CaseContext:
             display, run_one = case_runner(self.model, image, config, self.amp_dtype)
         else:
             grid = grid_for_image(image, config.orientation, config.spacing_mm)
-            display = normalise_intensity(np.asarray(image.dataobj), first["modality"])
+            display = normalised_image(image, first["modality"], self.model)
             background = float(display.min())
 
             def run_one(reference: np.ndarray, generator: torch.Generator) -> TargetResult:
@@ -563,11 +565,34 @@ class _CaseContext:
                     f"@ {config.clicks}"
                 )
                 prediction = result.full_prediction(reference.shape)
-                views.append(overlay_slice(title, display, reference, prediction, image.affine))
+                views.append(_overlay(title, display, reference, prediction, image.affine))
                 del prediction
                 case.add(row.class_name, result, self.class_masks)
         case.write()
         return records, views
+
+
+def normalised_image(
+    image: nib.Nifti1Image, modality: str, model: torch.nn.Module
+) -> NormalisedVolume | np.ndarray:
+    """The image as the ``full`` protocol reads it, normalised as ``model`` expects.
+
+    z-score models (SAM-Med3D's scaling) get a :class:`~.volume.NormalisedVolume`: the stored
+    voxels, normalised per crop, so no float copy of the volume is made; others (percentile
+    scaling) a normalised float32 copy.
+    """
+    scaling = getattr(getattr(model, "config", None), "input_scaling", "zscore")
+    if scaling != "zscore":
+        return normalise_intensity(np.asarray(image.dataobj), modality, scaling=scaling)
+    return NormalisedVolume.from_image(image, modality)
+
+
+def _overlay(title, display, reference, prediction, affine) -> OverlaySlice:
+    """:func:`overlay_slice`; of a :class:`NormalisedVolume`, only the slice is normalised."""
+    if not isinstance(display, NormalisedVolume):
+        return overlay_slice(title, display, reference, prediction, affine)
+    view = overlay_slice(title, display.stored, reference, prediction, affine)
+    return dataclasses.replace(view, image=apply_intensity(view.image, display.stats))
 
 
 def _write_views(path: Path, views: list[OverlaySlice]) -> None:
@@ -703,7 +728,7 @@ class _CasePrediction:
     def add(self, class_name: str, result: TargetResult, class_mask: bool) -> None:
         value = len(self.legend) + 1
         footprint = result.footprint
-        probs = result.probabilities.astype(np.float16)
+        probs = result.probabilities.astype(np.float16, copy=False)
         wins = (probs > result.threshold) & (probs > self.best[footprint])
         self.labels[footprint][wins] = value
         self.best[footprint][wins] = probs[wins]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 from nibabel import orientations
+from numpy.typing import DTypeLike
 from scipy import ndimage
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,22 @@ def _reoriented_view(volume: np.ndarray, grid: GridMap) -> np.ndarray:
     return np.flip(view, axis=[a for a in range(3) if flipped[a]]) if any(flipped) else view
 
 
+def _read_working(volume, grid: GridMap, grid_sl: tuple[slice, ...]) -> np.ndarray:
+    """``volume[...]`` read on working slices ``grid_sl``, in working axis order (no resampling).
+
+    Only the block the slices reach is read from ``volume`` (an array, or anything indexable by
+    original-grid slices such as :class:`~.volume.NormalisedVolume`).
+    """
+    source, flipped = _axis_permutation(grid)
+    original: list[slice] = [slice(0, 0)] * 3
+    for a in range(3):
+        n = grid.original_shape[source[a]]
+        lo, hi = grid_sl[a].start, grid_sl[a].stop
+        original[source[a]] = slice(n - hi, n - lo) if flipped[a] else slice(lo, hi)
+    view = np.transpose(np.asarray(volume[tuple(original)]), source)
+    return np.flip(view, axis=[a for a in range(3) if flipped[a]]) if any(flipped) else view
+
+
 def _box_slices(box: Box, shape: Vec3) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Slices of the box/grid overlap: (into the grid, into the box); empty slices when disjoint."""
     grid_sl, box_sl = [], []
@@ -190,18 +207,63 @@ def sample_box(
 ) -> np.ndarray:
     """Values of the original ``volume`` (I x J x K) at every voxel of ``box``: ``box.size`` float32.
 
+    ``volume``: an array, or anything indexable by original-grid slices that returns arrays (a
+    :class:`~.volume.NormalisedVolume`): only the block the box reads is read.
+
     Voxels outside the original image get ``cval``. ``order`` is the interpolation order used
-    when resampling (0 nearest, 1 linear); without resampling voxels are copied exactly.
+    when resampling (0 nearest, 1 linear); without resampling voxels are copied exactly. With
+    resampling the box is interpolated slab by slab (:data:`SLAB_VOXELS`), so the temporaries
+    (coordinates, the block read) stay slab-sized whatever the box.
     """
     out = np.full(box.size, cval, dtype=np.float32)
     if not grid.resamples:
         grid_sl, box_sl = _box_slices(box, grid.shape)
-        out[box_sl] = _reoriented_view(volume, grid)[grid_sl]
+        out[box_sl] = _read_working(volume, grid, grid_sl)
         return out
+    for first, slab in _slabs(box):
+        out[first : first + slab.size[0]] = _sample_resampled(volume, grid, slab, order, cval)
+    return out
+
+
+def sample_mask(mask: np.ndarray, grid: GridMap, box: Box) -> np.ndarray:
+    """``mask`` (bool, I x J x K) on ``box``: ``box.size`` bool, no float copy of the box.
+
+    Without resampling the voxels are copied; with it a working voxel is in the mask where the
+    linearly interpolated mask is at least 0.5 (``sample_box(mask, ..., order=1) >= 0.5``,
+    computed slab by slab).
+    """
+    out = np.zeros(box.size, dtype=bool)
+    if not grid.resamples:
+        grid_sl, box_sl = _box_slices(box, grid.shape)
+        out[box_sl] = _reoriented_view(mask, grid)[grid_sl]
+        return out
+    for first, slab in _slabs(box):
+        values = _sample_resampled(mask, grid, slab, 1, 0.0)
+        out[first : first + slab.size[0]] = values >= 0.5
+    return out
+
+
+#: Working voxels per slab of the resampling paths (coordinates take 48 bytes per voxel).
+SLAB_VOXELS = 1 << 20
+
+
+def _slabs(box: Box, voxels: int = SLAB_VOXELS):
+    """``(offset, sub-box)`` pairs cutting ``box`` along its first axis into ~``voxels`` slabs."""
+    plane = max(1, box.size[1] * box.size[2])
+    step = max(1, voxels // plane)
+    for first in range(0, box.size[0], step):
+        size = min(step, box.size[0] - first)
+        yield first, Box((box.start[0] + first, *box.start[1:]), (size, *box.size[1:]))  # type: ignore[arg-type]
+
+
+def _sample_resampled(
+    volume: np.ndarray, grid: GridMap, box: Box, order: int, cval: float
+) -> np.ndarray:
+    """:func:`sample_box` of a resampling ``grid`` on one (slab-sized) ``box``."""
     # Only the block of original voxels the box reads is converted and interpolated.
     footprint = _footprint(grid, box)
     if any(s.stop <= s.start for s in footprint):
-        return out
+        return np.full(box.size, cval, dtype=np.float32)
     sub, offset = restrict_grid(grid, footprint)
     local = _box_points(box) - offset
     coords = sub.to_original(local).T
@@ -225,25 +287,36 @@ def _footprint(grid: GridMap, box: Box) -> tuple[slice, ...]:
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
-def box_to_original(values: np.ndarray, grid: GridMap, box: Box) -> np.ndarray:
+def box_to_original(
+    values: np.ndarray, grid: GridMap, box: Box, *, dtype: DTypeLike = np.float32
+) -> np.ndarray:
     """Put ``values`` (``box.size`` array on working voxels) back onto the original grid.
 
-    Returns an ``original_shape`` float32 array: 0 wherever the box does not reach, else the
-    value at the original voxel's working position (exact copy without resampling, linear
-    interpolation with it). The inverse of :func:`sample_box`.
+    Returns an ``original_shape`` array of ``dtype`` (float32 unless told): 0 wherever the box
+    does not reach, else the value at the original voxel's working position (exact copy without
+    resampling, linear interpolation with it, slab by slab of the original grid). The inverse
+    of :func:`sample_box`.
     """
-    out = np.zeros(grid.original_shape, dtype=np.float32)
-    values = np.asarray(values, dtype=np.float32)
+    out = np.zeros(grid.original_shape, dtype=dtype)
     if not grid.resamples:
         grid_sl, box_sl = _box_slices(box, grid.shape)
         _reoriented_view(out, grid)[grid_sl] = values[box_sl]
         return out
+    values = np.asarray(values, dtype=np.float32)
     footprint = _footprint(grid, box)
-    axes = [np.arange(s.start, s.stop, dtype=np.float64) for s in footprint]
-    points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    local = (grid.to_working(points) - np.asarray(box.start)).T
-    sampled = ndimage.map_coordinates(values, local, order=1, mode="constant", cval=0.0)
-    out[footprint] = sampled.reshape([s.stop - s.start for s in footprint])
+    if any(s.stop <= s.start for s in footprint):
+        return out
+    sizes = [s.stop - s.start for s in footprint]
+    step = max(1, SLAB_VOXELS // max(1, sizes[1] * sizes[2]))
+    tail = [np.arange(s.start, s.stop, dtype=np.float64) for s in footprint[1:]]
+    for first in range(footprint[0].start, footprint[0].stop, step):
+        head = np.arange(first, min(first + step, footprint[0].stop), dtype=np.float64)
+        points = np.stack(np.meshgrid(head, *tail, indexing="ij"), axis=-1).reshape(-1, 3)
+        local = (grid.to_working(points) - np.asarray(box.start)).T
+        sampled = ndimage.map_coordinates(values, local, order=1, mode="constant", cval=0.0)
+        out[first : first + len(head), footprint[1], footprint[2]] = sampled.reshape(
+            len(head), *sizes[1:]
+        )
     return out
 
 
@@ -282,17 +355,18 @@ def restrict_grid(grid: GridMap, footprint: tuple[slice, ...]) -> tuple[GridMap,
 
 
 def box_to_footprint(
-    values: np.ndarray, grid: GridMap, box: Box
+    values: np.ndarray, grid: GridMap, box: Box, *, dtype: DTypeLike = np.float32
 ) -> tuple[tuple[slice, ...], np.ndarray]:
     """:func:`box_to_original` on the box's footprint only: ``(slices, values there)``.
 
     ``slices`` index the original grid (every original voxel whose working position lies in
-    ``box``, clipped to the image); the array (float32) equals ``box_to_original(values, grid,
-    box)[slices]``, and the full result is 0 outside it. Memory and time are those of the box.
+    ``box``, clipped to the image); the array (``dtype``, float32 unless told) equals
+    ``box_to_original(values, grid, box)[slices]``, and the full result is 0 outside it. Memory
+    and time are those of the box.
     """
     footprint = _footprint(grid, box)
     if any(s.stop <= s.start for s in footprint):
-        return footprint, np.zeros([max(0, s.stop - s.start) for s in footprint], np.float32)
+        return footprint, np.zeros([max(0, s.stop - s.start) for s in footprint], dtype)
     sub, offset = restrict_grid(grid, footprint)
     shifted = Box(tuple(int(a) for a in np.asarray(box.start) - offset), box.size)  # type: ignore[arg-type]
-    return footprint, box_to_original(values, sub, shifted)
+    return footprint, box_to_original(values, sub, shifted, dtype=dtype)

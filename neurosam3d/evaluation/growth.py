@@ -62,7 +62,8 @@ def deepest_voxel(mask: np.ndarray, region: Box, window: Box) -> np.ndarray | No
 class GrowingWindows:
     """The windows of one structure and their stitched prediction (module docstring).
 
-    ``image``: normalised original-grid volume; ``grid``: its working grid; ``background``: the
+    ``image``: normalised original-grid volume (an array or a
+    :class:`~neurosam3d.evaluation.volume.NormalisedVolume`); ``grid``: its working grid; ``background``: the
     padding value of crops; ``box_prompt``: optional ``(6,)`` working-voxel box given to models
     with box prompts; ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU).
     """
@@ -155,7 +156,7 @@ class GrowingWindows:
         return None if self.stitcher is None else self.stitcher.region
 
     def probabilities(self) -> np.ndarray:
-        """Stitched probabilities on :attr:`region` (``region.size`` float32)."""
+        """Stitched probabilities on :attr:`region` (``region.size`` float16)."""
         if self.stitcher is None:
             raise RuntimeError("no window has been predicted yet")
         return self.stitcher.probabilities()

@@ -22,6 +22,10 @@ original grid:
    :meth:`~.metrics.ReferenceScorer.score_box`; what lies outside is computed once). The
    target's score is that of its **final** click, never its best.
 
+Memory per click is bounded by the region, not the volume: probabilities are float16 (window,
+stitched, footprint), the reference and prediction on the click region bool, and only one
+stitched array and one region mask are alive at a time; nothing volume-sized is allocated.
+
 ``sam-med3d`` (:func:`neurosam3d.evaluation.sammed3d.run_sam_med3d`): upstream SAM-Med3D's
 validation, step by step (see that module).
 
@@ -41,10 +45,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_box
+from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_mask
 from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
 from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, ReferenceScorer
-from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, plan_windows, union_box
+from neurosam3d.evaluation.windows import (
+    DEFAULT_OVERLAP,
+    PROBABILITY_DTYPE,
+    overlap_slices,
+    plan_windows,
+    union_box,
+)
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
 
 logger = logging.getLogger(__name__)
@@ -127,7 +137,7 @@ class TargetResult:
     """Per-click scores of one target and its final prediction on a block of the original grid.
 
     ``footprint``: original-grid slices the prediction may be non-zero in; ``probabilities``:
-    float32 on that block (0 outside it); ``prediction`` is ``probabilities > threshold``.
+    float16 on that block (0 outside it); ``prediction`` is ``probabilities > threshold``.
     """
 
     clicks: list[ClickScore]
@@ -178,7 +188,8 @@ def run_full(
 ) -> TargetResult:
     """Run the ``full`` click loop on one target and score every click on the original grid.
 
-    ``image``: normalised float32 volume on the original grid (I x J x K); ``reference``: bool
+    ``image``: normalised volume on the original grid (I x J x K; a float32 array or a
+    :class:`~neurosam3d.evaluation.volume.NormalisedVolume`, read per crop); ``reference``: bool
     mask on the same grid, not empty; ``grid``: the working grid of that image (:func:`plan_grid`);
     ``background``: padding value of crops (default ``image.min()``; pass it to save a pass over
     the volume per target).
@@ -199,36 +210,40 @@ def run_full(
     windows.lay(plan_windows(lo, hi, size, overlap=config.overlap))
     scorer = ReferenceScorer(reference, grid.original_spacing, config.nsd_tolerance_mm)
     rule = get_click_rule(config.click_rule)
-    click_region: Box | None = None
-    target: torch.Tensor | None = None
+    # The click region (the windows' union) and the reference and prediction on it: bool
+    # arrays, recomputed only when the windows grow.
+    region = union_box(windows.laid, grid.shape)
+    target = torch.from_numpy(sample_mask(reference, grid, region))[None]
     current: torch.Tensor | None = None
     scored: list[ClickScore] = []
-    footprint: tuple[slice, ...] = ()
-    probs = np.zeros(0, np.float32)
+    footprint: tuple[slice, ...] = tuple(slice(0, 0) for _ in range(3))
+    probs = np.zeros((0, 0, 0), PROBABILITY_DTYPE)
     for click in range(1, config.clicks + 1):
-        region = union_box([*windows.laid, *windows.predicted], grid.shape)
-        if region != click_region:  # the windows grew: the reference on the new region
-            click_region = region
-            target = torch.from_numpy(sample_box(reference, grid, region, order=1) >= 0.5)[None]
-            if windows.region is not None:
-                current = _on_region(
-                    windows.probabilities() > config.threshold, windows.region, region
-                )
         step = rule(target, current, generator=generator)
+        current = None  # recomputed below: only one prediction-sized mask at a time
         point = step.coords[0, 0].numpy().astype(np.float64) + np.asarray(region.start)
         label = int(step.labels[0, 0])
         if label != NOT_A_POINT:
             windows.predict(windows.click(point, label))
         windows.propagate()
-        if windows.region is None:  # no window predicted yet (a "not a point" first click)
-            footprint = tuple(slice(0, 0) for _ in range(3))
-            probs = np.zeros((0, 0, 0), np.float32)
-            scores = scorer.score_box(probs > config.threshold, footprint)
-        else:
+        more = click < config.clicks
+        mask = None
+        if windows.region is not None:  # else no window predicted yet ("not a point" click)
             stitched = windows.probabilities()
-            footprint, probs = box_to_footprint(stitched, grid, windows.region)
-            scores = scorer.score_box(probs > config.threshold, footprint)
-            current = _on_region(stitched > config.threshold, windows.region, click_region)
+            footprint, probs = box_to_footprint(
+                stitched, grid, windows.region, dtype=PROBABILITY_DTYPE
+            )
+            mask = stitched > config.threshold if more else None
+            del stitched  # the float arrays of one click: the stitched, then the footprint's
+        scores = scorer.score_box(probs > config.threshold, footprint)
+        if more:  # the next click's region, and the reference and prediction on it
+            grown = union_box([*windows.laid, *windows.predicted], grid.shape)
+            if grown != region:
+                region = grown
+                target = torch.from_numpy(sample_mask(reference, grid, region))[None]
+            if mask is not None:
+                current = _on_region(mask, windows.region, region)  # type: ignore[arg-type]
+            del mask
         predicted = len(windows.predicted)
         logger.debug(
             "click %d (label %d): Dice %.4f, %d window(s) predicted, %d seeded click(s)",
@@ -247,14 +262,9 @@ def run_full(
 def _on_region(mask: np.ndarray, box: Box, region: Box) -> torch.Tensor:
     """``mask`` (on working ``box``) placed on ``region`` (0 elsewhere), as a 1 x region tensor."""
     out = np.zeros(region.size, dtype=bool)
-    dst, src = [], []
-    for a in range(3):
-        lo, hi = max(box.start[a], region.start[a]), min(box.stop[a], region.stop[a])
-        if hi <= lo:
-            return torch.from_numpy(out)[None]
-        dst.append(slice(lo - region.start[a], hi - region.start[a]))
-        src.append(slice(lo - box.start[a], hi - box.start[a]))
-    out[tuple(dst)] = mask[tuple(src)]
+    dst, src = overlap_slices(box, region)
+    if dst is not None:
+        out[dst] = mask[src]
     return torch.from_numpy(out)[None]
 
 

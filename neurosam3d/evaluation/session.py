@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from neurosam3d.evaluation.geometry import Box, GridMap, sample_box
+from neurosam3d.evaluation.windows import PROBABILITY_DTYPE
 
-#: Most windows decoded in one batch: a batch's upsampled probabilities and decoder activations
-#: take about 60 MB per 128^3 window, so larger batches cost memory for little CPU time.
-DEFAULT_DECODE_BATCH = 4
+#: Most windows decoded in one batch: a batch's upsampled probabilities and mask take about
+#: 20 MB per 128^3 window, so larger batches cost memory for little CPU time.
+DEFAULT_DECODE_BATCH = 2
 
 
 class WindowSession:
@@ -73,7 +74,7 @@ class WindowSession:
         box_prompt: np.ndarray | None = None,
         amp_dtype: torch.dtype | None = None,
     ) -> np.ndarray:
-        """Probabilities (``box.size`` float32 in [0, 1]) from all clicks so far and the last logits.
+        """Probabilities (``box.size`` float16 in [0, 1]) from all clicks so far and the last logits.
 
         ``image``: normalised original-grid volume; ``background``: its padding value;
         ``box_prompt``: optional ``(6,)`` inclusive working-voxel corners (models with box prompts).
@@ -96,6 +97,9 @@ def predict_sessions(
     max_batch: int = DEFAULT_DECODE_BATCH,
 ) -> list[np.ndarray]:
     """Predict every session from all its clicks and its last logits; probabilities per session.
+
+    Probabilities are ``box.size`` arrays of :data:`~.windows.PROBABILITY_DTYPE` (float16):
+    what the :class:`~.windows.Stitcher` keeps.
 
     Windows are encoded on first use, one at a time (an encoder batch of 128^3 crops costs
     memory, not time); decoding is batched over the sessions that have the same number of clicks
@@ -136,5 +140,5 @@ def predict_sessions(
         probabilities = result.probabilities[:, 0].float().cpu().numpy()
         for row, (index, session) in enumerate(zip(members, group, strict=True)):
             session.logits = result.low_res_logits[row : row + 1]
-            out[index] = probabilities[row].copy()
+            out[index] = probabilities[row].astype(PROBABILITY_DTYPE)
     return out  # type: ignore[return-value]

@@ -113,12 +113,22 @@ def _layer_is_known(
     return any(w.contains(lo) and w.contains(hi) for w in known)
 
 
+#: Working voxels per slab when stitching (a float32 slab of this many voxels is the only
+#: float32 temporary of :meth:`Stitcher.probabilities`).
+_STITCH_SLAB_VOXELS = 1 << 21
+
+#: dtype of stored and stitched probabilities: half the bytes of float32, and exact for the
+#: values that decide the mask away from the threshold (float16 resolves 0.5 +- 0.0005).
+PROBABILITY_DTYPE = np.float16
+
+
 class Stitcher:
     """Average of window predictions on a region of the working grid.
 
     ``region``: the working-grid box the result covers. :meth:`set` stores a window's
-    probabilities (``window.size`` float32 in [0, 1]), replacing that window's previous ones;
-    :meth:`probabilities` averages over the windows that cover each voxel (0 where none does).
+    probabilities (``window.size``, in [0, 1]; kept as :data:`PROBABILITY_DTYPE`, float16),
+    replacing that window's previous ones; :meth:`probabilities` averages over the windows that
+    cover each voxel (0 where none does), slab by slab, so no region-sized float32 array is made.
     """
 
     def __init__(self, region: Box) -> None:
@@ -131,7 +141,7 @@ class Stitcher:
             raise ValueError(
                 f"probabilities of shape {probs.shape} for a window of size {window.size}"
             )
-        self._windows[window] = probs
+        self._windows[window] = np.asarray(probs, dtype=PROBABILITY_DTYPE)
 
     @property
     def windows(self) -> dict[Box, np.ndarray]:
@@ -139,20 +149,38 @@ class Stitcher:
         return dict(self._windows)
 
     def probabilities(self) -> np.ndarray:
-        """Stitched probabilities, ``region.size`` float32."""
-        total = np.zeros(self.region.size, dtype=np.float32)
-        # one byte per voxel (at most 255 windows overlap a voxel): region-sized memory stays low
-        count = np.zeros(self.region.size, dtype=np.uint8)
-        for window in sorted(self._windows, key=lambda b: b.start):
-            dst, src = [], []
-            for a in range(3):
-                lo = max(window.start[a], self.region.start[a])
-                hi = min(window.stop[a], self.region.stop[a])
-                if hi <= lo:
-                    break
-                dst.append(slice(lo - self.region.start[a], hi - self.region.start[a]))
-                src.append(slice(lo - window.start[a], hi - window.start[a]))
-            else:
-                total[tuple(dst)] += self._windows[window][tuple(src)]
-                count[tuple(dst)] += 1
-        return np.divide(total, count, out=total, where=count > 1)
+        """Stitched probabilities, ``region.size`` float16 (averaged in float32 per slab)."""
+        out = np.zeros(self.region.size, dtype=PROBABILITY_DTYPE)
+        plane = max(1, self.region.size[1] * self.region.size[2])
+        step = max(1, _STITCH_SLAB_VOXELS // plane)
+        windows = sorted(self._windows, key=lambda b: b.start)
+        for first in range(0, self.region.size[0], step):
+            last = min(first + step, self.region.size[0])
+            slab = Box(
+                (self.region.start[0] + first, *self.region.start[1:]),
+                (last - first, *self.region.size[1:]),
+            )
+            total = np.zeros(slab.size, dtype=np.float32)
+            # one byte per voxel (at most 255 windows overlap a voxel)
+            count = np.zeros(slab.size, dtype=np.uint8)
+            for window in windows:
+                dst, src = overlap_slices(window, slab)
+                if dst is not None:
+                    total[dst] += self._windows[window][src]
+                    count[dst] += 1
+            np.divide(total, count, out=total, where=count > 1)
+            out[first:last] = total
+        return out
+
+
+def overlap_slices(window: Box, region: Box) -> tuple[tuple[slice, ...] | None, tuple[slice, ...]]:
+    """Slices of the overlap of two boxes: (into ``region``, into ``window``), or ``(None, ())``."""
+    dst, src = [], []
+    for a in range(3):
+        lo = max(window.start[a], region.start[a])
+        hi = min(window.stop[a], region.stop[a])
+        if hi <= lo:
+            return None, ()
+        dst.append(slice(lo - region.start[a], hi - region.start[a]))
+        src.append(slice(lo - window.start[a], hi - window.start[a]))
+    return tuple(dst), tuple(src)

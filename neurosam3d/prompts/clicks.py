@@ -169,7 +169,7 @@ def random_error_click(
     fn, fp, void = error_regions(target, probs, threshold)
     shape = tuple(fn.shape[1:])
     noise = torch.rand(fn.shape, generator=generator, device=fn.device)
-    noise = torch.where(fn | fp, noise, -1.0)
+    noise.masked_fill_(~(fn | fp), -1.0)  # in place: one float tensor of the masks' size
     flat = noise.flatten(1).argmax(dim=1)
     labels = fn.flatten(1).gather(1, flat[:, None]).long()  # FN -> 1, FP -> 0
     clicks = Clicks(_unravel(flat, shape)[:, None, :], labels)

@@ -127,3 +127,43 @@ def normalise_intensity(
     if scaling != "zscore":
         raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
     return apply_intensity(volume, intensity_stats(volume, modality, ct_window))
+
+
+#: Voxels per slab of :func:`intensity_stats_by_slab` (its only temporaries are slab-sized).
+_SLAB_VOXELS = 1 << 22
+
+
+def intensity_stats_by_slab(
+    volume: np.ndarray, modality: str, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+) -> IntensityStats:
+    """:func:`intensity_stats` of a volume too large for float copies (full-size CTs).
+
+    The clip and the sums run slab by slab in float64, so only slab-sized temporaries are made;
+    same foreground rule, same statistics up to float32 rounding (7th digit). Pair it with
+    :func:`apply_intensity` on crops to normalise without a normalised copy of the volume.
+    """
+    window = ct_window_for(modality, ct_window)
+    flat = np.asarray(volume).ravel(order="K")  # a view of a C- or F-contiguous volume
+
+    def slabs():
+        for first in range(0, flat.size, _SLAB_VOXELS):
+            yield _clipped(flat[first : first + _SLAB_VOXELS], window).astype(np.float64)
+
+    sums = np.zeros((2, 2))  # (foreground, all) x (count, sum)
+    minimum = np.inf
+    for part in slabs():
+        fg = part[part > 0]
+        sums += [[fg.size, fg.sum()], [part.size, part.sum()]]
+        minimum = min(minimum, float(part.min()))
+    means = sums[:, 1] / np.maximum(sums[:, 0], 1)
+    squares = np.zeros(2)
+    for part in slabs():
+        squares += [((part[part > 0] - means[0]) ** 2).sum(), ((part - means[1]) ** 2).sum()]
+    stds = np.sqrt(squares / np.maximum(sums[:, 0], 1))
+    use = 0 if sums[0, 0] >= 2 and stds[0] >= _EPS else 1
+    return IntensityStats(
+        window=window,
+        mean=float(means[use]),
+        std=float(stds[use]) if stds[use] >= _EPS else 0.0,
+        minimum=minimum if flat.size else 0.0,
+    )
