@@ -124,6 +124,14 @@ class ManifestDataModule(L.LightningDataModule):
             start_block=block,
             skip=batches * self.cfg.batch_size,
         )
+        logger.info(
+            "training shard: rank %d of %d, block %d, %d draws per epoch, keys %s",
+            rank,
+            world,
+            block,
+            len(sampler),
+            sampler.digest(),
+        )
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
