@@ -69,7 +69,12 @@ def _expected_digests(manifest: Path, overrides: list[str], world: int, skip: in
     data.setup("fit")
     samplers = [
         BalancedSampler(
-            data.weights, cfg.data.samples_per_epoch, cfg.seed, rank=r, world_size=world
+            data.weights,
+            cfg.data.samples_per_epoch,
+            cfg.seed,
+            rank=r,
+            world_size=world,
+            skip=skip,
         )
         for r in range(world)
     ]
