@@ -86,4 +86,4 @@ team-clean: team-down
 # The team check: team-up, the demo as daemon-launched Dagster runs (Celery executor), then a
 # second clone that only has the team settings pulls the data and segments with @champion.
 test-team: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/team
+	$(BIN)/python -m pytest -q -m team tests/team

@@ -8,8 +8,8 @@ whose steps the Celery workers execute; the commit's ``dvc.lock`` is committed; 
 only the team settings (``.team/env``) gets the data with ``dvc pull`` and segments a sample with
 ``models:/neurosam3d@champion`` from the server. ``make team-down`` stops everything.
 
-Reduced demo configuration (to stay within 10 minutes on 2 cores): 20 training steps instead of
-params.yaml's 400, validation every 10 steps on 4 crops. Skips, saying why, only when a service
+Reduced demo configuration (to stay within 10 minutes on 2 cores): 10 training steps instead of
+params.yaml's 400, one validation (after step 10) on 2 crops. Skips, saying why, only when a service
 cannot start (``deploy/team/up.sh`` fails, e.g. PostgreSQL or Redis not installed).
 """
 
@@ -40,6 +40,7 @@ PORTS = {
     "MLFLOW_PORT": 15100,
     "DAGSTER_PORT": 13100,
 }
+pytestmark = pytest.mark.team
 SAMPLE = "samples/nnUNet_raw/Dataset001_TotalSegCT/imagesTr/s0002_0000.nii.gz"
 
 
@@ -65,6 +66,11 @@ def copy_checkout(dest: Path) -> Path:
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "-m", "checkout")
     return dest
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 600):
+    """``args`` in ``cwd`` with ``env``, output captured (a ``CompletedProcess``)."""
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def team_settings(env_file: Path) -> dict[str, str]:
@@ -94,16 +100,14 @@ def team_project() -> Iterator[Path]:
     project = copy_checkout(top / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["train"]["set"] = [
-        "trainer.max_steps=20",
+        "trainer.max_steps=10",
         "trainer.val_every_n_steps=10",
-        "data.val_max_items=4",
+        "data.val_max_items=2",
     ]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _git(project, "commit", "-q", "-am", "reduced demo configuration")
     env = _base_env()
-    up = subprocess.run(
-        ["make", "team-up"], cwd=project, env=env, capture_output=True, text=True, timeout=600
-    )
+    up = _run(["make", "team-up"], project, env)
     try:
         if up.returncode != 0:
             pytest.skip(f"a team service could not start:\n{(up.stdout + up.stderr)[-3000:]}")
@@ -121,9 +125,7 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
     project = team_project
     settings = team_settings(project / ".team" / "env")
     env = _base_env() | {"NEUROSAM3D_DEPLOYMENT": "team"}
-    demo = subprocess.run(
-        ["make", "demo"], cwd=project, env=env, capture_output=True, text=True, timeout=900
-    )
+    demo = _run(["make", "demo"], project, env, timeout=1500)
     log = (project / "work" / "logs" / "demo-materialize.log").read_text(errors="replace")
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-5000:] + log[-5000:]
 
@@ -138,12 +140,9 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
         jobs = sorted(r.job_name for r in runs)
         assert jobs == ["prepare_dataset"] * 6 + ["retrain"], jobs
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-        dequeued = [
-            e
-            for r in runs
-            for e in instance.all_logs(r.run_id, of_type=dg.DagsterEventType.RUN_DEQUEUED)
-        ]
-        assert len(dequeued) == len(runs)  # every run went through the queue
+        for run in runs:  # each went through the queue and was launched by the daemon
+            for kind in (dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING):
+                assert instance.all_logs(run.run_id, of_type=kind), (run.job_name, kind)
     workers = "".join(
         (project / ".team" / "logs" / f"celery-worker-{n}.log").read_text() for n in (1, 2)
     )
@@ -156,12 +155,10 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
     champion = client.get_model_version_by_alias("neurosam3d", "champion")
     run = client.get_run(champion.run_id)
     assert run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied by the server
-    s3 = subprocess.run(
+    s3 = _run(
         [str(BIN / "python"), "-c", LIST_S3, settings["NEUROSAM3D_TEAM_BUCKET"]],
-        env=_base_env() | settings,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        project,
+        _base_env() | settings,
     )
     keys = s3.stdout.split()
     assert any(k.startswith("mlflow/") and k.endswith("last.ckpt") for k in keys), s3.stderr
@@ -177,29 +174,13 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
         k: v for k, v in settings.items() if k.startswith(("AWS_", "MLFLOW_"))
     }
     dvc = str(BIN / "dvc")
-    pulled = subprocess.run(
-        [dvc, "pull", "--remote", "team", "--quiet"],
-        cwd=clone,
-        env=clone_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    pulled = _run([dvc, "pull", "--remote", "team", "--quiet"], clone, clone_env)
     assert pulled.returncode == 0, pulled.stderr[-3000:]
     assert (clone / "work" / "data" / "manifest.parquet").is_file()
-    status = subprocess.run(
-        [dvc, "status", "--quiet"], cwd=clone, env=clone_env, capture_output=True, text=True
-    )
+    status = _run([dvc, "status", "--quiet"], clone, clone_env)
     assert status.returncode == 0 and not status.stdout.strip(), status.stdout
 
-    segmented = subprocess.run(
-        [str(BIN / "python"), "-c", SEGMENT, SAMPLE, "81,58,19,+"],
-        cwd=clone,
-        env=clone_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    segmented = _run([str(BIN / "python"), "-c", SEGMENT, SAMPLE, "81,58,19,+"], clone, clone_env)
     assert segmented.returncode == 0, segmented.stderr[-3000:]
     result = json.loads(segmented.stdout.strip().splitlines()[-1])
     assert result["version"] == champion.version
