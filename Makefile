@@ -27,7 +27,8 @@ lock: $(BIN)/python
 
 # NEUROSAM3D_DEPLOYMENT=team make demo: the same on the team services (`make team-up` first).
 demo: install
-	if [ "$$NEUROSAM3D_DEPLOYMENT" = team ] && [ -f .team/env ]; then source .team/env; fi; \
+	team_env="$${NEUROSAM3D_TEAM_DIR:-.team}/env"; \
+		if [ "$$NEUROSAM3D_DEPLOYMENT" = team ] && [ -f "$$team_env" ]; then source "$$team_env"; fi; \
 		$(BIN)/python -m neurosam3d.demo
 
 test: install

@@ -74,6 +74,11 @@ fi
 if [ ! -f "$PGDATA/PG_VERSION" ]; then
     mkdir -p "$PGDATA"
     [ "$(id -u)" = 0 ] && chown "$PG_OS_USER" "$PGDATA" "$TEAM_DIR" && chmod 711 "$TEAM_DIR"
+    if ! as_pg test -w "$PGDATA"; then
+        echo "team: $PG_OS_USER cannot write $PGDATA (a parent folder is closed to other" \
+            "users); set NEUROSAM3D_TEAM_DIR to a folder it can reach" >&2
+        exit 3
+    fi
     pwfile="$(mktemp)"
     echo "$PG_PASSWORD" >"$pwfile"
     [ "$(id -u)" = 0 ] && chown "$PG_OS_USER" "$pwfile"

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.training.test_train_run import CONFIG, _fast
 
 BIN = Path(sys.executable).parent
@@ -165,3 +167,19 @@ def test_ddp_two_processes_one_run_disjoint_shards_and_resume(
     expected = _expected_digests(ct_manifest, common, world=2, skip=2)  # 2 steps of batch 1 done
     for rank in (0, 1):
         assert shards[rank] == (2, 0, 8, expected[rank])
+
+
+def test_fewer_validation_crops_than_ranks_is_refused(
+    ct_manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neurosam3d.training import load_config
+    from neurosam3d.training.datamodule import ManifestDataModule
+
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "data.val_max_items=1"])
+    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
+    data.setup("fit")
+    monkeypatch.setattr(data, "_rank_world", lambda: (1, 2))
+    with pytest.raises(ValueError, match=r"1 validation crop\(s\) for 2 DDP ranks"):
+        data.val_dataloader()
+    monkeypatch.setattr(data, "_rank_world", lambda: (0, 1))
+    assert len(data.val_dataloader()) == 1
