@@ -41,6 +41,9 @@ PORTS = {
     "DAGSTER_PORT": 13100,
 }
 pytestmark = pytest.mark.team
+#: `make` that never runs `make install` in the copy: the copy shares this checkout's .venv, and
+#: an install there would point the editable package at the copy (deleted afterwards)
+MAKE = ("make", "-o", "install")
 SAMPLE = "samples/nnUNet_raw/Dataset001_TotalSegCT/imagesTr/s0002_0000.nii.gz"
 
 
@@ -110,13 +113,13 @@ def team_project() -> Iterator[Path]:
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _git(project, "commit", "-q", "-am", "reduced demo configuration")
     env = _base_env()
-    up = _run(["make", "team-up"], project, env)
+    up = _run([*MAKE, "team-up"], project, env)
     try:
         if up.returncode != 0:
             pytest.skip(f"a team service could not start:\n{(up.stdout + up.stderr)[-3000:]}")
         yield project
     finally:
-        subprocess.run(["make", "team-down"], cwd=project, env=env, capture_output=True)
+        subprocess.run([*MAKE, "team-down"], cwd=project, env=env, capture_output=True)
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -128,7 +131,7 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
     project = team_project
     settings = team_settings(project / ".team" / "env")
     env = _base_env() | {"NEUROSAM3D_DEPLOYMENT": "team"}
-    demo = _run(["make", "demo"], project, env, timeout=1500)
+    demo = _run([*MAKE, "demo"], project, env, timeout=1500)
     log = (project / "work" / "logs" / "demo-materialize.log").read_text(errors="replace")
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-5000:] + log[-5000:]
 
