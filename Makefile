@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # uv does not read pip's configuration: hand it the local folder that holds the CPU torch wheel.
 UV_ENV := UV_FIND_LINKS="$${PIP_FIND_LINKS:-/opt/wheels}" UV_PYTHON="$(BIN)/python"
 
-.PHONY: install demo test lint format lock clean-demo dagster mlflow-ui serve dvc-repro
+.PHONY: install demo test lint format lock clean-demo dagster mlflow-ui serve dvc-repro \
+	team-up team-down team-clean test-team
 
 install: $(STAMP)
 
@@ -22,10 +23,13 @@ $(STAMP): pyproject.toml requirements.lock
 
 # Re-resolve the pinned set after editing pyproject.toml's dependencies.
 lock: $(BIN)/python
-	$(UV_ENV) $(BIN)/uv pip compile pyproject.toml --extra dev --no-header --no-annotate -o requirements.lock
+	$(UV_ENV) $(BIN)/uv pip compile pyproject.toml --extra dev --extra team --no-header --no-annotate -o requirements.lock
 
+# NEUROSAM3D_DEPLOYMENT=team make demo: the same on the team services (`make team-up` first).
 demo: install
-	$(BIN)/python -m neurosam3d.demo
+	team_env="$${NEUROSAM3D_TEAM_DIR:-.team}/env"; \
+		if [ "$$NEUROSAM3D_DEPLOYMENT" = team ] && [ -f "$$team_env" ]; then source "$$team_env"; fi; \
+		$(BIN)/python -m neurosam3d.demo
 
 test: install
 	$(BIN)/ruff check .
@@ -66,3 +70,21 @@ clean-demo:
 dvc-repro: install
 	$(BIN)/python -m neurosam3d.demo --data-only
 	NEUROSAM3D_HOME="$$PWD" PATH="$$PWD/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# The team deployment on this machine (README "Team deployment"): PostgreSQL, SeaweedFS (S3),
+# Redis, the MLflow server, the Dagster webserver + daemon and two Celery workers, all on
+# 127.0.0.1 with their data in .team/ (git-ignored); settings for clients in .team/env.
+team-up: install
+	deploy/team/up.sh
+
+team-down:
+	deploy/team/down.sh
+
+# Stop the services and delete their data.
+team-clean: team-down
+	rm -rf .team
+
+# The team check: team-up, the demo as daemon-launched Dagster runs (Celery executor), then a
+# second clone that only has the team settings pulls the data and segments with @champion.
+test-team: install
+	$(BIN)/python -m pytest -q -m team tests/team

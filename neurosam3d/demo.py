@@ -10,8 +10,13 @@
 3. ``dvc status`` must then be clean (Dagster ran the DVC stages' own commands and committed
    them); the data and outputs are pushed to the project's local DVC remote (``.dvc-remote/``).
 
-Orchestrators run as subprocesses (``python -m pipelines.materialize``, ``dvc``): the library
-itself imports neither Dagster nor DVC.
+With ``NEUROSAM3D_DEPLOYMENT=team`` (and the settings of ``make team-up``, ``.team/env``, in the
+environment) step 2 instead submits the runs to the team's Dagster webserver, whose daemon
+launches them (``python -m pipelines.submit``), MLflow is the team's server, and step 3 pushes to
+the DVC remote ``team`` (S3).
+
+Orchestrators run as subprocesses (``python -m pipelines.materialize`` / ``pipelines.submit``,
+``dvc``): the library itself imports neither Dagster nor DVC.
 """
 
 from __future__ import annotations
@@ -52,6 +57,23 @@ def sync_samples(samples: Path, data: Path) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
     return len(wanted)
+
+
+#: what the team demo needs from the environment (``.team/env`` of ``make team-up``)
+TEAM_SETTINGS = ("DAGSTER_HOME", "DAGSTER_WEBSERVER_URL", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL")
+
+
+def team_environment(project: Path) -> dict[str, str]:
+    """The team deployment's settings from the environment (``source .team/env``)."""
+    missing = [name for name in TEAM_SETTINGS if not os.environ.get(name)]
+    if missing:
+        raise RuntimeError(
+            f"NEUROSAM3D_DEPLOYMENT=team needs {', '.join(missing)}: run `make team-up`, then "
+            "`source .team/env` (make demo does that when .team/env exists)"
+        )
+    env = {**os.environ, "NEUROSAM3D_HOME": str(project)}
+    env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def demo_environment(project: Path) -> dict[str, str]:
@@ -142,14 +164,18 @@ def prepare_data(project: Path, env: dict[str, str]) -> None:
     _run([str(project / ".venv" / "bin" / "dvc"), "add", "--quiet", "data"], project, env)
 
 
-def run_demo(project: Path = PROJECT, push: bool = True) -> dict[str, str]:
-    """Run the pipeline in ``project``; return what a user needs to look at it."""
+def run_demo(
+    project: Path = PROJECT, push: bool = True, deployment: str = "local"
+) -> dict[str, str]:
+    """Run the pipeline in ``project`` (``deployment``: ``local`` or ``team``); return what a
+    user needs to look at it."""
     started = time.monotonic()
-    env = demo_environment(project)
+    team = deployment == "team"
+    env = team_environment(project) if team else demo_environment(project)
     dvc = str(project / ".venv" / "bin" / "dvc")
     prepare_data(project, env)
     _stream(
-        [sys.executable, "-m", "pipelines.materialize"],
+        [sys.executable, "-m", "pipelines.submit" if team else "pipelines.materialize"],
         project,
         env,
         project / "work" / "logs" / "demo-materialize.log",
@@ -158,7 +184,7 @@ def run_demo(project: Path = PROJECT, push: bool = True) -> dict[str, str]:
     if status.strip():
         raise RuntimeError(f"dvc status is not clean after the Dagster run:\n{status}")
     if push:
-        _run([dvc, "push", "--quiet"], project, env)
+        _run([dvc, "push", "--quiet", *(["--remote", "team"] if team else [])], project, env)
     return {
         "minutes": f"{(time.monotonic() - started) / 60:.1f}",
         "dagster_home": env["DAGSTER_HOME"],
@@ -215,8 +241,18 @@ def main() -> None:
     if sys.argv[1:] == ["--data-only"]:  # `make dvc-repro`: the data, then DVC runs the rest
         prepare_data(PROJECT, demo_environment(PROJECT))
         return
-    result = run_demo()
+    deployment = os.environ.get("NEUROSAM3D_DEPLOYMENT", "local")
+    result = run_demo(deployment=deployment)
     print("\n" + results_summary(PROJECT, result["tracking_uri"]))
+    if deployment == "team":
+        print(
+            f"""
+Team demo finished in {result["minutes"]} min: runs in the Dagster UI at
+{os.environ["DAGSTER_WEBSERVER_URL"]}, the model in MLflow at {result["tracking_uri"]}, data and
+outputs on the DVC remote `team` (dvc pull -r team in another clone with .team/env's settings).
+"""
+        )
+        return
     print(
         f"""
 Demo finished in {result["minutes"]} min: label trees and manifests in work/data, the model in

@@ -1,7 +1,8 @@
 """The Dagster definitions (``workspace.yaml`` loads this module).
 
 ``NEUROSAM3D_DEPLOYMENT=team`` swaps the local resources for the team ones; the project folder
-is ``$NEUROSAM3D_HOME`` or the folder holding this package.
+is ``$NEUROSAM3D_HOME`` or the folder holding this package. ``NEUROSAM3D_EXECUTOR`` picks the
+executor of every job (:mod:`pipelines.executors`; multiprocess by default).
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import dagster as dg
 
 from pipelines import automation, checks
 from pipelines.assets import data, model, registry
+from pipelines.executors import configured_executor
 from pipelines.resources import local_resources, team_resources
 
 PROJECT = Path(os.environ.get("NEUROSAM3D_HOME") or Path(__file__).resolve().parents[1])
 
 
-def build_definitions(project: Path, deployment: str = "local") -> dg.Definitions:
-    """All assets, checks, jobs, schedules and sensors with the resources of ``deployment``."""
+def build_definitions(
+    project: Path, deployment: str = "local", executor: str | None = None
+) -> dg.Definitions:
+    """All assets, checks, jobs, schedules and sensors with the resources of ``deployment``,
+    run by ``executor`` (:func:`pipelines.executors.configured_executor`)."""
     if deployment not in ("local", "team"):
         raise ValueError(f"NEUROSAM3D_DEPLOYMENT must be 'local' or 'team', not {deployment!r}")
     resources = local_resources(project) if deployment == "local" else team_resources(project)
@@ -42,6 +47,7 @@ def build_definitions(project: Path, deployment: str = "local") -> dg.Definition
         schedules=[automation.weekly_retraining],
         sensors=[automation.raw_data_version_sensor, automation.new_dataset_sensor],
         resources={**resources, "pipes_subprocess_client": dg.PipesSubprocessClient()},
+        executor=configured_executor(executor),
     )
 
 

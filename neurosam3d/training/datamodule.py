@@ -124,11 +124,24 @@ class ManifestDataModule(L.LightningDataModule):
             start_block=block,
             skip=batches * self.cfg.batch_size,
         )
+        logger.info(
+            "training shard: rank %d of %d, block %d, %d draws per epoch, keys %s",
+            rank,
+            world,
+            block,
+            len(sampler),
+            sampler.digest(),
+        )
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:
         assert self.val_set is not None, "call setup('validate') first"
         rank, world = self._rank_world()
+        if len(self.val_set) < world:  # a rank without a batch would leave the others waiting
+            raise ValueError(
+                f"{len(self.val_set)} validation crop(s) for {world} DDP ranks: every rank "
+                "needs one; raise data.val_max_items or add validation rows"
+            )
         return self._loader(
             self.val_set, ShardSampler(len(self.val_set), rank=rank, world_size=world)
         )

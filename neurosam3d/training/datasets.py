@@ -12,6 +12,7 @@ Each item is a dict with ``image`` ``1 x S x S x S`` float32 (normalised intensi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -163,6 +164,12 @@ class BalancedSampler(Sampler[tuple[int, int]]):
         seeds = rng.integers(0, 2**31 - 1, size=total)
         for i in range(self.rank + skip * self.world_size, total, self.world_size):
             yield int(rows[i]), int(seeds[i])
+
+    def digest(self) -> str:
+        """SHA-256 (12 hex digits) of the keys the next iteration draws: identifies this rank's
+        shard in logs (two ranks of one run log different digests)."""
+        text = ";".join(f"{row}:{seed}" for row, seed in self)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class ShardSampler(Sampler[int]):

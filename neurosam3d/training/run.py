@@ -217,6 +217,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import MLFlowLogger
+    from lightning.pytorch.loggers.logger import DummyLogger
 
     from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
     from neurosam3d.training.checkpoints import BestCheckpoint, LastCheckpoint, save_atomically
@@ -232,13 +233,19 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     uri = resolve_tracking_uri(cfg.tracking.uri)
     # rank zero creates the experiment; the logger of the other ranks never touches MLflow
     experiment_id = get_or_create_experiment(cfg.tracking.experiment, uri) if is_rank_zero() else ""
-    mlf = MLFlowLogger(
-        experiment_name=cfg.tracking.experiment,
-        tracking_uri=uri,
-        run_name=cfg.tracking.run_name,
-        run_id=resumed_run_id(resume, uri) if resume else None,
-        tags=_tags(cfg),
-        log_model=False,
+    # Only rank zero builds the MLflow logger: an MlflowClient opens its store when created
+    # (on a fresh SQLite file, ranks started together by torchrun would race to create tables).
+    mlf = (
+        MLFlowLogger(
+            experiment_name=cfg.tracking.experiment,
+            tracking_uri=uri,
+            run_name=cfg.tracking.run_name,
+            run_id=resumed_run_id(resume, uri) if resume else None,
+            tags=_tags(cfg),
+            log_model=False,
+        )
+        if is_rank_zero()
+        else DummyLogger()  # logs nothing (LearningRateMonitor needs a logger on every rank)
     )
     config_yaml = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     if is_rank_zero():
@@ -286,9 +293,10 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         enable_model_summary=False,
         default_root_dir=out,
     )
-    run_id = mlf.run_id or ""
+    run_id = (mlf.run_id or "") if isinstance(mlf, MLFlowLogger) else ""
     client = mlf.experiment
     if trainer.is_global_zero:
+        assert isinstance(mlf, MLFlowLogger), "global rank zero without the MLflow logger"
         receipt = {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri}
         atomic_write_text(out / RUN_RECEIPT, json.dumps(receipt, indent=2) + "\n")
         if resume is None:

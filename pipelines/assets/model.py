@@ -30,6 +30,13 @@ class TrainConfig(dg.Config):
     (``champion``: fine-tune from the @champion; ``fresh``: a new run) trains even when the
     stage is up to date, seeded with ``seed``, and records ``reason`` (:mod:`pipelines.retrain`);
     like an experiment it is not committed as params.yaml's record.
+
+    ``devices``, ``nodes``, ``strategy`` and ``precision`` (0 / empty: the configuration's) are
+    execution details like ``device``: ``trainer.devices``, ``trainer.num_nodes``,
+    ``trainer.strategy`` (``ddp``: one process per device, Lightning starts them) and
+    ``trainer.precision`` (``bf16-mixed``, ``32-true``, ...). Several nodes need one launcher per
+    node (``torchrun --nnodes N`` or SLURM's ``srun``, README "Team deployment"), so ``nodes``
+    above 1 suits a run whose step executes inside such an allocation.
     """
 
     device: str = ""
@@ -37,6 +44,20 @@ class TrainConfig(dg.Config):
     retrain: str = ""
     seed: int = 0
     reason: str = ""
+    devices: int = 0
+    nodes: int = 0
+    strategy: str = ""
+    precision: str = ""
+
+    def trainer_overrides(self) -> list[str]:
+        """``--set`` items for the execution options that were given."""
+        given = {
+            "trainer.devices": self.devices or None,
+            "trainer.num_nodes": self.nodes or None,
+            "trainer.strategy": self.strategy or None,
+            "trainer.precision": self.precision or None,
+        }
+        return [f"{key}={value}" for key, value in given.items() if value is not None]
 
 
 @dg.asset(
@@ -61,6 +82,8 @@ def trained_model(
     experiment = bool(config.config) and config.config != params["config"]
     if experiment:  # params.yaml's overrides belong to params.yaml's configuration
         options = {**options, "config": config.config, "set": []}
+    if config.trainer_overrides():
+        options = {**options, "set": [*options.get("set", []), *config.trainer_overrides()]}
     start = None
     if config.retrain:
         start = retrain_start(

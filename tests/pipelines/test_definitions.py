@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import dagster as dg
+import pytest
+import yaml
 
 from pipelines.definitions import build_definitions
 from pipelines.resources import DvcResource
@@ -47,8 +49,64 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor() -> No
     assert graph.get(dg.AssetKey("combined_manifest")).pools == {"combine"}
 
 
-def test_team_definitions_load(project: Path) -> None:
-    assert build_definitions(project, "team").resolve_asset_graph() is not None
+def test_team_definitions_use_the_team_services(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:15000")
+    monkeypatch.setenv("MLFLOW_UI_URL", "http://127.0.0.1:15000")
+    monkeypatch.setenv("NEUROSAM3D_LOCK_DIR", str(project / "locks"))
+    monkeypatch.setenv("NEUROSAM3D_CELERY_BROKER", "redis://127.0.0.1:16379/0")
+    monkeypatch.setenv("NEUROSAM3D_CELERY_BACKEND", "redis://127.0.0.1:16379/1")
+    team = build_definitions(project, "team", executor="celery")
+    local = build_definitions(project)
+    assert {k.to_user_string() for k in team.resolve_asset_graph().get_all_asset_keys()} == set(
+        DVC_STAGE_OF
+    )
+    dvc, mlflow = team.resources["dvc"], team.resources["mlflow"]
+    assert (dvc.remote, dvc.push) == ("team", True)  # every commit is pushed to the S3 remote
+    assert (local.resources["dvc"].remote, local.resources["dvc"].push) == ("local", False)
+    with dg.build_resources({"mlflow": mlflow}) as built:
+        assert built.mlflow.uri() == "http://127.0.0.1:15000"
+        assert built.mlflow.env()["NEUROSAM3D_LOCK_DIR"] == str(project / "locks")
+    for job in ("prepare_dataset", "retrain", "refresh_dataset"):
+        assert team.resolve_job_def(job).executor_def.name == "celery"
+        assert local.resolve_job_def(job).executor_def.name == "multiprocess"
+    dvc_config = (REPO / ".dvc" / "config").read_text()
+    assert "['remote \"team\"']\n    url = s3://neurosam3d/dvc" in dvc_config
+
+
+def test_executor_is_chosen_by_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.executors import configured_executor
+
+    monkeypatch.delenv("NEUROSAM3D_EXECUTOR", raising=False)
+    assert configured_executor().name == "multiprocess"
+    monkeypatch.setenv("NEUROSAM3D_EXECUTOR", "celery")
+    assert configured_executor().name == "celery"
+    with pytest.raises(ValueError, match="must be one of multiprocess, celery, k8s, not 'spark'"):
+        configured_executor("spark")
+    with pytest.raises(ValueError, match="dagster-k8s package"):
+        configured_executor("k8s")  # not installed here: documented for clusters
+
+
+def test_team_instance_queues_runs_on_postgres() -> None:
+    config = yaml.safe_load((REPO / "pipelines" / "team" / "dagster.yaml").read_text())
+    assert config["storage"]["postgres"]["postgres_db"]["port"] == {"env": "DAGSTER_PG_PORT"}
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    assert config["run_launcher"]["class"] == "DefaultRunLauncher"
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+
+
+def test_training_run_config_exposes_distributed_options() -> None:
+    from pipelines.assets.model import TrainConfig
+
+    assert TrainConfig().trainer_overrides() == []
+    given = TrainConfig(devices=8, nodes=2, strategy="ddp", precision="bf16-mixed")
+    assert given.trainer_overrides() == [
+        "trainer.devices=8",
+        "trainer.num_nodes=2",
+        "trainer.strategy=ddp",
+        "trainer.precision=bf16-mixed",
+    ]
 
 
 def _unpartitioned(stage: str) -> str:
