@@ -19,15 +19,15 @@ from user (or simulated) clicks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from neurosam3d.evaluation.geometry import Box, GridMap
 from neurosam3d.evaluation.session import WindowSession, predict_sessions
 from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, Stitcher, border_neighbours, union_box
+from neurosam3d.transforms.geometry import Box, GridMap
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,9 @@ class GrowingWindows:
 
     ``image``: normalised original-grid volume; ``grid``: its working grid; ``background``: the
     padding value of crops; ``box_prompt``: optional ``(6,)`` working-voxel box given to models
-    with box prompts; ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU).
+    with box prompts; ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU);
+    ``crop_transform``: per-window intensity normalisation (a per-crop rule of the model's
+    :class:`~neurosam3d.transforms.Preprocessing`), or None.
     """
 
     def __init__(
@@ -79,8 +81,10 @@ class GrowingWindows:
         max_windows: int = DEFAULT_MAX_WINDOWS,
         box_prompt: np.ndarray | None = None,
         amp_dtype: torch.dtype | None = None,
+        crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.model = model
+        self.crop_transform = crop_transform
         self.image = image
         self.grid = grid
         self.background = background
@@ -132,6 +136,7 @@ class GrowingWindows:
             self.background,
             box_prompt=self.box_prompt,
             amp_dtype=self.amp_dtype,
+            crop_transform=self.crop_transform,
         )
         self._cover(boxes)
         for box, p in zip(boxes, probs, strict=True):

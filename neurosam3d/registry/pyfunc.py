@@ -10,8 +10,10 @@ Input (a DataFrame, one row per request):
 Output (a DataFrame, same rows): ``mask``, the uint8 mask on exactly the image's grid as base64
 of a ``.nii.gz`` file, and ``voxels``, its foreground voxel count.
 
-Artifacts: ``weights`` (safetensors state dict, the architecture in its metadata) and ``config``
-(the architecture as JSON, :class:`~neurosam3d.model.ModelConfig` fields, for people).
+Artifacts: ``weights`` (safetensors state dict, the architecture and the
+:class:`~neurosam3d.transforms.Preprocessing` record in its metadata) and ``config`` (the
+architecture as JSON, :class:`~neurosam3d.model.ModelConfig` fields, for people). Images are
+prepared as the record says, by the code ``neurosam3d predict`` and evaluation run.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ class PromptableSegmenter(mlflow.pyfunc.PythonModel):
     """Loads the architecture and weights once; segments each row from its clicks."""
 
     def load_context(self, context: Any) -> None:
-        from neurosam3d.model import load_checkpoint
+        from neurosam3d.model import load_checkpoint, read_preprocessing
 
-        # The safetensors file carries the architecture in its metadata (config.json shows it).
+        # The safetensors file carries the architecture and the preprocessing in its metadata.
         self.model = load_checkpoint(context.artifacts["weights"]).eval()
+        self.preprocessing, _ = read_preprocessing(context.artifacts["weights"])
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
@@ -65,7 +68,9 @@ class PromptableSegmenter(mlflow.pyfunc.PythonModel):
                 image = _image_file(str(row.image), folder, index)
                 points = [p.strip() for p in str(row.points).split(POINT_SEPARATOR) if p.strip()]
                 out = folder / f"mask{index}.nii.gz"
-                result = predict_file(self.model, image, points, out)
+                result = predict_file(
+                    self.model, image, points, out, preprocessing=self.preprocessing
+                )
                 masks.append(base64.b64encode(out.read_bytes()).decode("ascii"))
                 voxels.append(int(result.mask.sum()))
         return pd.DataFrame({"mask": masks, "voxels": voxels})

@@ -6,7 +6,8 @@ image and clicks in, a mask out) whose artifacts are the weights (``weights.safe
 only checkpoint file in the model, which ``models:/NAME@ALIAS`` resolves to) and the
 architecture (``config.json``); beside it in the run, the raw checkpoint in the SAM-Med3D release
 format (``release/``), the evaluation's tables (``log_table``), plot and summary. Version tags:
-data version, git commit, training-manifest hash, checkpoint hash and the evaluation scores the
+data version, git commit, training-manifest hash, checkpoint hash, the preprocessing record
+(``neurosam3d.preprocessing``, JSON; the weights file holds it too) and the evaluation scores the
 promotion gate reads, with the evaluation manifest hash and protocol fingerprint
 (:mod:`neurosam3d.registry.tags`).
 
@@ -29,6 +30,7 @@ from neurosam3d.registry import tags as T
 from neurosam3d.registry.gate import EvalScores, TargetScore
 from neurosam3d.registry.lock import registry_lock
 from neurosam3d.registry.promotion import set_scores
+from neurosam3d.transforms import Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +146,26 @@ def _existing(client: Any, name: str, checkpoint_sha256: str) -> Any | None:
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
-def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path]:
-    """Weights (safetensors), architecture (JSON) and release-format checkpoint of ``checkpoint``."""
-    from neurosam3d.model import export_release, load_checkpoint, save_safetensors
+def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path, Preprocessing]:
+    """Weights (safetensors), architecture (JSON) and release-format checkpoint of
+    ``checkpoint``, both checkpoints with its preprocessing record (returned too)."""
+    from neurosam3d.model import (
+        export_release,
+        load_checkpoint,
+        read_preprocessing,
+        save_safetensors,
+    )
 
     model = load_checkpoint(checkpoint)
-    weights = save_safetensors(model, folder / "weights.safetensors")
+    preprocessing, source = read_preprocessing(checkpoint)
+    log.info("%s: preprocessing %s (%s)", checkpoint, preprocessing.describe(), source)
+    weights = save_safetensors(model, folder / "weights.safetensors", preprocessing)
     config = folder / "config.json"
     config.write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
-    release = export_release(model, folder / "release" / f"{checkpoint.stem}.pth")
-    return weights, config, release
+    release = export_release(
+        model, folder / "release" / f"{checkpoint.stem}.pth", preprocessing=preprocessing
+    )
+    return weights, config, release, preprocessing
 
 
 def _log_evaluation(mlflow: Any, evaluation_dir: Path) -> None:
@@ -226,7 +238,8 @@ def register_model(
             )
             mlflow.set_tracking_uri(tracking_uri)
             with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
-                weights, config, release = _export(checkpoint, Path(tmp))
+                weights, config, release, preprocessing = _export(checkpoint, Path(tmp))
+                version_tags[T.PREPROCESSING] = preprocessing.to_json()
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=PromptableSegmenter(),

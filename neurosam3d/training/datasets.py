@@ -29,8 +29,8 @@ from neurosam3d.store.reader import (
 )
 from neurosam3d.training.augment import apply_augmentation, build_augmentation
 from neurosam3d.training.crops import bbox_centre, crop_start
-from neurosam3d.training.intensity import DEFAULT_CT_WINDOW
 from neurosam3d.training.samples import SampleTable
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW
 
 
 class CropDataset(Dataset):

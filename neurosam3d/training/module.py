@@ -19,7 +19,9 @@ from neurosam3d.prompts import get_click_rule
 from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
 from neurosam3d.training.config import TrainConfig, config_from_dict
 from neurosam3d.training.interaction import run_interaction
+from neurosam3d.training.preprocessing import training_preprocessing
 from neurosam3d.training.schedules import lr_factor
+from neurosam3d.transforms import PREPROCESSING_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ class InteractiveSegmentationModule(L.LightningModule):
                 f"trainer.monitor {self.cfg.trainer.monitor!r} must be one of {reported}"
             )
         self.model = build_network(self.cfg)
+        #: what the crops are (saved in every checkpoint; evaluation and predict read it)
+        self.preprocessing = training_preprocessing(self.cfg)
         self.train_rule = get_click_rule(clicks.rule)
         self.val_rule = get_click_rule(clicks.val_rule)
         self._val_sums: torch.Tensor | None = None
@@ -94,6 +98,7 @@ class InteractiveSegmentationModule(L.LightningModule):
         if self.mlflow_run_id is not None:
             checkpoint[MLFLOW_RUN_ID_KEY] = self.mlflow_run_id
         checkpoint[VAL_HISTORY_KEY] = [[step, dict(m)] for step, m in self.val_history]
+        checkpoint[PREPROCESSING_KEY] = self.preprocessing.to_dict()
         if self.trained_pairs is not None:
             checkpoint[TRAINED_PAIRS_KEY] = [list(p) for p in self.trained_pairs]
 

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from neurosam3d.evaluation.geometry import Box, box_to_footprint, box_to_original, grid_for_image
 from neurosam3d.evaluation.metrics import ReferenceScorer, score_masks
+from neurosam3d.transforms.geometry import Box, box_to_footprint, box_to_original, grid_for_image
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 CT_LABELS = SAMPLES / "nnUNet_raw/Dataset001_TotalSegCT/labelsTr/s0001.nii.gz"

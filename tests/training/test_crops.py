@@ -10,8 +10,8 @@ import pytest
 from neurosam3d.training.crops import bbox_centre, crop_start, padded_crop
 from neurosam3d.training.datamodule import evenly_spaced, select_rows
 from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
-from neurosam3d.training.intensity import normalise_intensity
 from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
+from neurosam3d.transforms.intensity import normalise_intensity
 
 CROP = 32
 
