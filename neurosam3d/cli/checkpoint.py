@@ -34,9 +34,9 @@ def inspect_command(
 ) -> None:
     """Detected architecture, parameter count, key report and preprocessing of a checkpoint.
 
-    The preprocessing is the record the file holds, else the default of its kind (release and
-    foreign files: SAM-Med3D's RAS, 1.5 mm, per-crop z-score); --json prints it under
-    "preprocessing" with "source" saying which.
+    The preprocessing is the record the file holds, else the default of its kind (release
+    files: SAM-Med3D's RAS, 1.5 mm, per-crop z-score; others: native grid, CT [-1000, 1000] +
+    z-score); --json prints it under "preprocessing" with "source" saying which.
 
     Exit code 0 when the keys fit the detected architecture exactly, 1 when they do not,
     2 when the file cannot be read or is refused.

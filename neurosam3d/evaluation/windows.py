@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from neurosam3d.transforms.geometry import Box, Vec3
+from neurosam3d.transforms.geometry import Box, Vec3, centred_start
 
 #: Default fraction of a window shared with its neighbour along an axis.
 DEFAULT_OVERLAP = 0.25
@@ -26,7 +26,7 @@ def _axis_starts(lo: float, hi: float, size: int, overlap: float) -> list[int]:
     """Window starts along one axis that cover ``[lo, hi)`` (voxels) with windows of ``size``."""
     extent = hi - lo
     if extent <= size:
-        return [math.floor((lo + hi) / 2 - size / 2 + 0.5)]
+        return [int(centred_start(np.array(lo), np.array(hi), size))]
     stride = max(1, math.floor(size * (1.0 - overlap)))
     count = math.ceil((extent - size) / stride) + 1
     first, last = math.floor(lo), math.ceil(hi) - size

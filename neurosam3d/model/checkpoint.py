@@ -176,9 +176,9 @@ def _recorded_or_detected(path: str | os.PathLike[str], contents: Any) -> ModelC
 def read_preprocessing(path: str | os.PathLike[str]) -> tuple[Preprocessing, str]:
     """The :class:`~neurosam3d.transforms.Preprocessing` of a checkpoint: ``(record, where)``.
 
-    ``where`` is ``"recorded"`` (the file holds one), ``"upstream default"`` (a release or
-    foreign checkpoint without one: SAM-Med3D's RAS, 1.5 mm, per-crop z-score) or ``"native
-    default"`` (one of our Lightning checkpoints from before the record);
+    ``where`` is ``"recorded"`` (the file holds one), ``"upstream default"`` (a release-format
+    file without one: SAM-Med3D's RAS, 1.5 mm, per-crop z-score) or ``"native default"`` (any
+    other file without one: stored axes, native grid, CT [-1000, 1000] + z-score);
     :func:`neurosam3d.transforms.record_from_metadata`. The input size comes from the weights
     when the record has none.
     """

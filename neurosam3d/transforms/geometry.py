@@ -70,6 +70,17 @@ class Box:
         )
 
 
+def centred_start(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
+    """First voxel of the ``size``-voxel window centred on ``[lo, hi)`` (voxel indices, ``hi``
+    exclusive; any shape, int64 out): ``floor((lo + hi) / 2 - size / 2 + 0.5)``.
+
+    The one placement rule of model windows over a target: evaluation's windows, ``predict``'s
+    window over the clicks and training's validation crops (centred on the target's box).
+    """
+    centre = (np.asarray(lo, dtype=np.float64) + np.asarray(hi, dtype=np.float64)) / 2
+    return np.floor(centre - size / 2 + 0.5).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class GridMap:
     """Affine map from original voxel indices to working voxel indices.
@@ -118,6 +129,8 @@ def _spacing3(spacing_mm: float | Sequence[float] | None) -> np.ndarray | None:
     return values
 
 
+#: Voxel sizes within this (mm) of the target spacing are the target spacing: the grid is kept.
+SPACING_ATOL_MM = 1e-5
 #: Slack of the voxel count's floor: ``n * spacing / target`` within it of a whole number is
 #: that number (see :func:`resampled_shape`).
 SHAPE_SLACK = 1e-4
@@ -167,6 +180,8 @@ def plan_grid(
     reoriented_affine = affine @ np.linalg.inv(reorient)
     spacing = np.sqrt((reoriented_affine[:3, :3] ** 2).sum(axis=0))
     target = _spacing3(spacing_mm)
+    if target is not None and np.all(np.abs(spacing - target) <= SPACING_ATOL_MM):
+        target = None  # already there (a float32 affine's rounding): exact copies, no resampling
     if target is None:
         zoom = np.ones(3)
         working_shape = tuple(reoriented_shape)

@@ -13,9 +13,10 @@ metadata under the same key), and so does every registered model version (the py
 file and the tag ``neurosam3d.preprocessing``). Evaluation, ``predict``, the pyfunc and the
 Lightning validation data all go through :meth:`Preprocessing.prepare`, so one model sees one
 kind of input wherever it runs. A file without a record gets :meth:`Preprocessing.upstream`
-(SAM-Med3D's: RAS, 1.5 mm, per-crop z-score) if it is a release or foreign checkpoint, and
-:meth:`Preprocessing.native` (what our training did before the record existed: stored axes,
-native grid, CT window [-1000, 1000] + z-score) if it is one of our Lightning checkpoints.
+(SAM-Med3D's: RAS, 1.5 mm, per-crop z-score) if it is in the release format (SAM-Med3D's own
+checkpoints, -turbo included), else :meth:`Preprocessing.native` (what our training did before
+the record existed: stored axes, native grid, CT window [-1000, 1000] + z-score: our Lightning
+checkpoints, bare state dicts, safetensors).
 An explicit option (``--orientation``, ``--spacing-mm``, ``--ct-window``) overrides a field
 (:meth:`Preprocessing.overridden`); evaluation records the effective record and the overridden
 fields in ``run.json`` and ``summary.json``.
@@ -282,8 +283,9 @@ def record_from_metadata(
     """The record a checkpoint holds, else the one a file of its kind gets; ``(record, where)``.
 
     ``metadata``: the checkpoint's entries besides the weights (:class:`CheckpointContents`);
-    ``fmt``: its format; ``where``: ``"recorded"``, ``"upstream default"`` or ``"native
-    default"`` (module docstring).
+    ``fmt``: its format; ``where``: ``"recorded"``, ``"upstream default"`` (a release-format
+    file: SAM-Med3D's own checkpoints) or ``"native default"`` (any other: our Lightning
+    checkpoints from before the record, bare state dicts, safetensors; module docstring).
     """
     raw: Any = metadata.get(PREPROCESSING_KEY)
     args = metadata.get("args")
@@ -298,6 +300,6 @@ def record_from_metadata(
         if record.input_size is None:
             record = dataclasses.replace(record, input_size=input_size)
         return record, "recorded"
-    if fmt.startswith("lightning"):
-        return Preprocessing.native(input_size), "native default"
-    return Preprocessing.upstream(input_size), "upstream default"
+    if fmt.startswith("release"):
+        return Preprocessing.upstream(input_size), "upstream default"
+    return Preprocessing.native(input_size), "native default"
