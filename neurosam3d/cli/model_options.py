@@ -1,4 +1,7 @@
-"""Options shared by the commands that run a model (``evaluate``, ``predict``)."""
+"""Options shared by the commands that run a model (``evaluate``, ``predict``).
+
+``parse_spacing`` and ``parse_window`` (:mod:`neurosam3d.cli.values`) are re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from neurosam3d.cli.values import parse_spacing, parse_window
 
 Checkpoint = Annotated[
     Path | None,
@@ -44,22 +49,6 @@ CtWindow = Annotated[
 ]
 
 
-def parse_spacing(text: str | None) -> float | tuple[float, float, float] | str | None:
-    """``"1.5"`` -> 1.5; ``"1,1,2.5"`` -> (1.0, 1.0, 2.5); ``"native"`` -> ``"native"``; None or
-    ``""`` -> None."""
-    if not text:
-        return None
-    if str(text).strip().lower() == "native":
-        return "native"
-    try:
-        parts = [float(p) for p in str(text).split(",")]
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a spacing in mm: {text!r}") from exc
-    if len(parts) not in (1, 3) or min(parts) <= 0:
-        raise typer.BadParameter("give one positive spacing in mm or three, comma-separated")
-    return parts[0] if len(parts) == 1 else (parts[0], parts[1], parts[2])
-
-
 def model_source(checkpoint: Path | None, model: str | None) -> str:
     """The one model source given: a checkpoint path or a ``models:/NAME@ALIAS`` URI."""
     if (checkpoint is None) == (model is None):
@@ -67,19 +56,6 @@ def model_source(checkpoint: Path | None, model: str | None) -> str:
             "give exactly one of --checkpoint PATH and --model models:/NAME@ALIAS"
         )
     return str(checkpoint) if checkpoint is not None else str(model)
-
-
-def parse_window(text: str | None) -> tuple[float, float] | None:
-    """``"-200,300"`` -> (-200.0, 300.0); None -> None."""
-    if not text:
-        return None
-    try:
-        low, high = (float(v) for v in str(text).split(","))
-    except ValueError as exc:
-        raise typer.BadParameter(f"not LOW,HIGH in HU: {text!r}") from exc
-    if not low < high:
-        raise typer.BadParameter(f"the window's low end {low} is not below its high end {high}")
-    return low, high
 
 
 def resolve_preprocessing(
@@ -104,3 +80,6 @@ def resolve_preprocessing(
     except PreprocessingError as exc:
         raise typer.BadParameter(str(exc)) from exc
     return effective, overridden, source
+
+
+__all__ = ["parse_spacing", "parse_window", "resolve_preprocessing"]

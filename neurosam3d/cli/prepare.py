@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from neurosam3d.cli import app
-from neurosam3d.cli.model_options import parse_spacing
+from neurosam3d.cli.values import parse_spacing
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

@@ -85,7 +85,9 @@ class CropDataset(Dataset):
         image = read_image_crop(self.store, row, start, self.crop_size)
         mask = read_target_crop(self.store, row, start, self.crop_size, bbox)
         if self.transform is not None:
-            image, mask = apply_augmentation(self.transform, image, mask, seed)
+            image, mask = apply_augmentation(
+                self.transform, image, mask, seed, self.table.spacing[row]
+            )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "target": torch.from_numpy(np.ascontiguousarray(mask > 0, dtype=np.float32))[None],
