@@ -36,7 +36,19 @@ log = logging.getLogger(__name__)
 
 #: Evaluation tables logged with ``log_table`` (MLflow caps a run at about 80 tables).
 LOGGED_TABLES = ("categories", "by_category", "by_dataset", "by_modality", "by_class")
-_REQUIREMENTS = ("torch", "numpy", "pandas", "nibabel", "safetensors", "scipy", "pyyaml", "isal")
+#: What the logged package code imports when the pyfunc loads and predicts (torchio: upstream's
+#: per-crop normalisation of release models).
+_REQUIREMENTS = (
+    "torch",
+    "numpy",
+    "pandas",
+    "nibabel",
+    "safetensors",
+    "scipy",
+    "pyyaml",
+    "isal",
+    "torchio",
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +180,18 @@ def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path, Preproces
     return weights, config, release, preprocessing
 
 
+def _package_copy(folder: Path) -> Path:
+    """A clean copy of this package (no ``__pycache__``) for the model's ``code_paths``."""
+    import shutil
+
+    import neurosam3d
+
+    source = Path(neurosam3d.__file__).parent
+    target = folder / "code" / "neurosam3d"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
+
+
 def _log_evaluation(mlflow: Any, evaluation_dir: Path) -> None:
     import pandas as pd
 
@@ -200,8 +224,9 @@ def register_model(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+    from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
     from neurosam3d.registry.pyfunc import PromptableSegmenter
 
     trained = json.loads(train_summary.read_text())
@@ -235,6 +260,7 @@ def register_model(
             signature = ModelSignature(
                 inputs=Schema([ColSpec("string", "image"), ColSpec("string", "points")]),
                 outputs=Schema([ColSpec("string", "mask"), ColSpec("long", "voxels")]),
+                params=ParamSchema([ParamSpec("max_windows", "long", DEFAULT_MAX_WINDOWS)]),
             )
             mlflow.set_tracking_uri(tracking_uri)
             with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
@@ -245,6 +271,7 @@ def register_model(
                     python_model=PromptableSegmenter(),
                     artifacts={"weights": str(weights), "config": str(config)},
                     pip_requirements=_requirements(),
+                    code_paths=[str(_package_copy(Path(tmp)))],
                     signature=signature,
                 )
                 mlflow.log_artifact(str(release), "release")
