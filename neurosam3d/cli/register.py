@@ -24,9 +24,10 @@ def register(
         Path,
         typer.Option(
             "--train-summary",
-            exists=True,
             dir_okay=False,
-            help="summary.json of `neurosam3d train`.",
+            help="summary.json of `neurosam3d train` (its MLflow run gets the model). With "
+            "--checkpoint it may be missing, or name another tracking store (outputs restored by "
+            "`dvc pull`): the model then goes into a new run of the training's experiment.",
         ),
     ],
     evaluation: Annotated[

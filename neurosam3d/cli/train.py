@@ -62,7 +62,7 @@ def train(
         typer.Option(
             "--out",
             "-o",
-            help="Folder for checkpoints/, config.yaml, summary.json; must not hold an earlier "
+            help="Folder for checkpoints/, config.yaml, run.json, summary.json; must not hold an earlier "
             "run unless --resume continues it.",
         ),
     ] = Path("work/train"),

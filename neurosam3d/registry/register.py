@@ -11,6 +11,10 @@ data version, git commit, training-manifest hash, checkpoint hash, the preproces
 promotion gate reads, with the evaluation manifest hash and protocol fingerprint
 (:mod:`neurosam3d.registry.tags`).
 
+A checkpoint whose training run is not in this tracking store (restored by ``dvc pull`` into a
+clone with its own store: no ``summary.json``, or one naming another store) is logged into a new
+run of the training's experiment, tagged ``neurosam3d.registered_checkpoint``.
+
 Idempotent: a checkpoint already registered under ``name`` (same SHA-256) is not registered
 again; its version gets the new evaluation's scores, is returned and made ``@challenger``.
 """
@@ -158,6 +162,50 @@ def _existing(client: Any, name: str, checkpoint_sha256: str) -> Any | None:
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+#: tag of a run created to register a checkpoint whose training run is not in this store
+REGISTERED_CHECKPOINT_TAG = "neurosam3d.registered_checkpoint"
+
+
+def _training_run(
+    client: Any, tracking_uri: str, trained: dict[str, Any] | None, checkpoint: Path, digest: str
+) -> tuple[str, str]:
+    """``(run_id, experiment_id)`` to log the model into: the training run of ``trained`` (its
+    ``summary.json``) when it lives in this store, else a new run created for the checkpoint."""
+    from mlflow.exceptions import MlflowException
+
+    from neurosam3d.tracking import get_or_create_experiment
+
+    if trained is not None and trained.get("tracking_uri") == tracking_uri:
+        try:
+            client.get_run(str(trained["run_id"]))
+            return str(trained["run_id"]), str(trained["experiment_id"])
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    config = checkpoint.resolve().parent.parent / "config.yaml"  # OUT/checkpoints/x.ckpt
+    experiment = "neurosam3d"
+    if config.is_file():
+        import yaml
+
+        experiment = ((yaml.safe_load(config.read_text()) or {}).get("tracking") or {}).get(
+            "experiment"
+        ) or experiment
+    experiment_id = get_or_create_experiment(experiment, tracking_uri)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"register-{checkpoint.stem}",
+        tags={REGISTERED_CHECKPOINT_TAG: digest},
+    )
+    client.set_terminated(run.info.run_id)
+    log.warning(
+        "the training run of %s is not in %s; its model is logged into new run %s",
+        checkpoint,
+        tracking_uri,
+        run.info.run_id,
+    )
+    return run.info.run_id, experiment_id
+
+
 def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path, Preprocessing]:
     """Weights (safetensors), architecture (JSON) and release-format checkpoint of
     ``checkpoint``, both checkpoints with its preprocessing record (returned too)."""
@@ -210,7 +258,7 @@ def register_model(
     *,
     tracking_uri: str,
     name: str,
-    train_summary: Path,
+    train_summary: Path | None,
     evaluation_dir: Path,
     lock_dir: Path,
     checkpoint: Path | None = None,
@@ -219,7 +267,9 @@ def register_model(
 ) -> Registration:
     """Register ``checkpoint`` (default: the best one of the training run whose ``summary.json``
     is ``train_summary``) with its evaluation in ``evaluation_dir`` (``summary.json``, ``tables/``,
-    plot); the version is logged into that training run."""
+    plot); the version is logged into that training run (or a new one, see the module's doc).
+
+    ``train_summary`` may be None or missing only when ``checkpoint`` is given."""
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -229,12 +279,15 @@ def register_model(
     from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
     from neurosam3d.registry.pyfunc import PromptableSegmenter
 
-    trained = json.loads(train_summary.read_text())
+    trained = None
+    if train_summary is not None and train_summary.is_file():
+        trained = json.loads(train_summary.read_text())
+    elif checkpoint is None:
+        raise FileNotFoundError(f"{train_summary}: training summary not found (give --checkpoint)")
     evaluation = scores_from_evaluation(evaluation_dir)
     checkpoint = checkpoint or Path(trained["best_checkpoint"])
     digest = file_sha256(checkpoint)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    run_id, experiment_id = str(trained["run_id"]), str(trained["experiment_id"])
     with registry_lock(lock_dir, name):
         try:
             client.create_registered_model(
@@ -246,9 +299,12 @@ def register_model(
         existing = _existing(client, name, digest)
         if existing is not None:
             version, created = str(existing.version), False
+            run_id = str(existing.run_id)
+            experiment_id = str(client.get_run(run_id).info.experiment_id)
             log.info("%s v%s already holds checkpoint %s", name, version, digest[:12])
             set_scores(client, name, version, evaluation)
         else:
+            run_id, experiment_id = _training_run(client, tracking_uri, trained, checkpoint, digest)
             run_tags = client.get_run(run_id).data.tags
             version_tags = {
                 T.CHECKPOINT_SHA256: digest,

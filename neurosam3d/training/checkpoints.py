@@ -6,6 +6,11 @@ improve lost every step since. :class:`LastCheckpoint` saves the full training s
 optimiser, scheduler, loop progress: what ``--resume`` needs) after each validation of ``fit``
 and, with ``every_n_steps``, after each N-th optimiser step; every rank takes part (DDP), rank
 zero writes a temporary file and renames it, so a kill mid-write leaves the previous one.
+
+Checkpoint bytes are a function of the training alone (DVC caches them and ``dvc.lock``, which
+git keeps, records their hash): no MLflow run id (``OUT/run.json`` holds it), no absolute path
+(:class:`BestCheckpoint` names its files relative to its folder) and no wall-clock time
+(:func:`drop_clock_state`: the ``trainer.max_time_s`` safety net restarts on resume).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
 from neurosam3d.io.atomic import TMP_MARKER
@@ -54,3 +60,56 @@ class LastCheckpoint(L.Callback):
         n = self.every_n_steps
         if n and trainer.global_step > 0 and trainer.global_step % n == 0:
             self._save(trainer)
+
+
+def drop_clock_state(checkpoint: dict[str, Any]) -> None:
+    """Remove Lightning's ``Timer`` state (seconds elapsed) from a checkpoint being saved."""
+    callbacks = checkpoint.get("callbacks", {})
+    for key in [k for k in callbacks if str(k).startswith("Timer")]:
+        del callbacks[key]
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose saved state names its files relative to its folder.
+
+    Lightning saves ``dirpath`` and every checkpoint path absolute, so the same training in two
+    clones wrote different bytes. Here the state holds ``dirpath="."`` and file names; loading
+    resolves them against ``resumed_from`` (the folder of the checkpoint being resumed, set by
+    ``train``) or this callback's own folder. As in Lightning, a run resumed into another
+    folder keeps only the best score and path (it never deletes the other folder's files).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: folder of the checkpoint a resumed run loads (None: this callback's own ``dirpath``)
+        self.resumed_from: Path | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        root = Path(self.dirpath or ".").resolve()
+
+        def relative(path: Any) -> Any:
+            return os.path.relpath(path, root) if path else path
+
+        state["dirpath"] = "."
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = relative(state[key])
+        state["best_k_models"] = {relative(k): v for k, v in state["best_k_models"].items()}
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dirpath") != ".":  # written by Lightning's own ModelCheckpoint
+            super().load_state_dict(state_dict)
+            return
+        root = Path(self.resumed_from or self.dirpath or ".").resolve()
+
+        def absolute(path: Any) -> Any:
+            return str(root / path) if path else path
+
+        state = dict(state_dict, dirpath=str(root))
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            state[key] = absolute(state.get(key))
+        state["best_k_models"] = {absolute(k): v for k, v in state["best_k_models"].items()}
+        if self.dirpath and Path(self.dirpath).resolve() == root:
+            state["dirpath"] = self.dirpath  # the same folder: Lightning restores everything
+        super().load_state_dict(state)

@@ -163,6 +163,10 @@ class TrackingConfig:
     experiment: str = "neurosam3d-train"
     run_name: str | None = None
     overlays: int = 3
+    #: log the best and last checkpoints as run artifacts; False where another store keeps
+    #: them (the DVC pipeline: its cache holds them once), and the run lists them instead
+    #: (``checkpoints.json``: name, path, bytes, SHA-256)
+    log_checkpoints: bool = True
 
 
 @dataclass(frozen=True)

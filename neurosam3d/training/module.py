@@ -17,6 +17,7 @@ import torch
 
 from neurosam3d.prompts import get_click_rule
 from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
+from neurosam3d.training.checkpoints import drop_clock_state
 from neurosam3d.training.config import TrainConfig, config_from_dict
 from neurosam3d.training.interaction import run_interaction
 from neurosam3d.training.preprocessing import training_preprocessing
@@ -25,7 +26,8 @@ from neurosam3d.transforms import PREPROCESSING_KEY
 
 logger = logging.getLogger(__name__)
 
-#: checkpoint key holding the MLflow run id, so a resumed run continues the same MLflow run
+#: checkpoint key that held the MLflow run id in checkpoints written before ``OUT/run.json``
+#: (read on resume only; checkpoints no longer hold any run-specific id)
 MLFLOW_RUN_ID_KEY = "neurosam3d_mlflow_run_id"
 #: checkpoint key holding the validation history, so a resumed run knows its earlier best
 VAL_HISTORY_KEY = "neurosam3d_val_history"
@@ -89,14 +91,12 @@ class InteractiveSegmentationModule(L.LightningModule):
         self.val_history: list[tuple[int, dict[str, float]]] = []
         #: MLflow client and run id to send overlays to (set by :func:`neurosam3d.training.train`)
         self.overlay_sink: tuple[Any, str] | None = None
-        self.mlflow_run_id: str | None = None
         #: ``[[dataset, class_name], ...]`` the training rows cover (set by ``train``; saved in
         #: checkpoints, where evaluation reads seen/unseen from)
         self.trained_pairs: list[list[str]] | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.mlflow_run_id is not None:
-            checkpoint[MLFLOW_RUN_ID_KEY] = self.mlflow_run_id
+        drop_clock_state(checkpoint)  # the bytes depend on the training, not on the clock
         checkpoint[VAL_HISTORY_KEY] = [[step, dict(m)] for step, m in self.val_history]
         checkpoint[PREPROCESSING_KEY] = self.preprocessing.to_dict()
         if self.trained_pairs is not None:

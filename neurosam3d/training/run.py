@@ -4,14 +4,20 @@ Writes, under ``out_dir`` (which must not hold an earlier run unless resuming):
 ``checkpoints/best-N.ckpt`` (best validation Dice, per ``trainer.monitor``) and
 ``checkpoints/last.ckpt`` (at every validation, every ``trainer.checkpoint_every_n_steps`` steps
 and at the end), ``config.yaml`` (the resolved
-configuration) and ``summary.json`` (run id, checkpoints, validation Dice after 1/5/10 clicks
-before training and for the best checkpoint). The MLflow run gets the configuration as
+configuration), ``run.json`` (the MLflow run: written when it starts, read by ``--resume``) and
+``summary.json`` (run id, checkpoints, validation Dice after 1/5/10 clicks before training and
+for the best checkpoint). ``run.json`` and ``summary.json`` are receipts of this workspace's
+tracking store; the checkpoints and ``config.yaml`` hold nothing run-specific, so the same
+training writes the same bytes in any clone (their DVC hashes go into the committed dvc.lock). The MLflow run gets the configuration as
 parameters and as ``config.yaml``, metrics per step and per validation, tags (manifest SHA-256,
 DVC hash when the manifests are DVC outputs, git commit), both checkpoints under ``checkpoints/``
-and validation overlays under ``overlays/``.
+(or, with ``tracking.log_checkpoints: false``, their names, sizes and SHA-256 in
+``checkpoints.json``) and validation overlays under ``overlays/``.
 
 Resuming (``resume=PATH`` to a checkpoint of this module) restores weights, optimiser,
-scheduler and step, and continues the MLflow run recorded in the checkpoint.
+scheduler and step, and continues the MLflow run of the checkpoint's run folder
+(``PATH/../../run.json``) when it names this tracking store; otherwise a new MLflow run starts,
+tagged ``neurosam3d.resumed_from``.
 """
 
 from __future__ import annotations
@@ -64,12 +70,35 @@ def _dice_by_click(metrics: dict[str, float]) -> dict[str, float]:
     return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def _run_id_from_checkpoint(path: str) -> str | None:
+#: receipt of the MLflow run, in the output folder (no DVC output: it is run-specific)
+RUN_RECEIPT = "run.json"
+
+
+def resumed_run_id(resume: str | Path, tracking_uri: str) -> str | None:
+    """The MLflow run a resumed training continues: ``run.json`` of the checkpoint's run folder
+    (``OUT/checkpoints/last.ckpt`` -> ``OUT/run.json``) when it names ``tracking_uri``; the id a
+    checkpoint written before ``run.json`` existed holds; else None (a new run)."""
     import torch
 
     from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    receipt = Path(resume).resolve().parent.parent / RUN_RECEIPT
+    if receipt.is_file():
+        try:
+            run = json.loads(receipt.read_text())
+            run_id, uri = str(run["run_id"]), str(run["tracking_uri"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{receipt}: not a training run receipt ({err})") from err
+        if uri == tracking_uri:
+            return run_id
+        logger.warning(
+            "%s: the run was tracked in %s, not %s; a new MLflow run starts",
+            receipt,
+            uri,
+            tracking_uri,
+        )
+        return None
+    checkpoint = torch.load(resume, map_location="cpu", weights_only=True)
     return checkpoint.get(MLFLOW_RUN_ID_KEY)
 
 
@@ -100,7 +129,7 @@ def _strategy(cfg: TrainConfig) -> Any:
 
 
 #: what a finished or started run leaves in its output folder
-RUN_OUTPUTS = ("summary.json", "config.yaml", "checkpoints")
+RUN_OUTPUTS = ("summary.json", RUN_RECEIPT, "config.yaml", "checkpoints")
 
 
 def is_rank_zero() -> bool:
@@ -157,6 +186,25 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -
         torch.set_num_threads(threads)
 
 
+def _record_checkpoints(client: Any, run_id: str, paths: tuple[Path, ...], copy: bool) -> None:
+    """Log ``paths`` under the run's ``checkpoints/`` (``copy``), or only list them: name, path,
+    size and SHA-256 in ``checkpoints.json`` (the files stay where they are, e.g. DVC's cache)."""
+    import hashlib
+
+    if copy:
+        for path in paths:
+            client.log_artifact(run_id, str(path), "checkpoints")
+        return
+    listing = []
+    for path in paths:
+        with path.open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        listing.append(
+            {"name": path.name, "path": str(path), "bytes": path.stat().st_size, "sha256": digest}
+        )
+    client.log_text(run_id, json.dumps(listing, indent=1) + "\n", "checkpoints.json")
+
+
 def _best_step(path: Path) -> int:
     """The step of ``best-<step>[-vN].ckpt`` (Lightning adds ``-vN`` to a name already taken)."""
     found = re.fullmatch(r"best-(\d+)(?:-v\d+)?", path.stem)
@@ -167,11 +215,11 @@ def _best_step(path: Path) -> int:
 
 def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     import lightning as L
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import LearningRateMonitor
     from lightning.pytorch.loggers import MLFlowLogger
 
     from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
-    from neurosam3d.training.checkpoints import LastCheckpoint, save_atomically
+    from neurosam3d.training.checkpoints import BestCheckpoint, LastCheckpoint, save_atomically
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
     from neurosam3d.training.progress import StepProgress
@@ -188,7 +236,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         experiment_name=cfg.tracking.experiment,
         tracking_uri=uri,
         run_name=cfg.tracking.run_name,
-        run_id=_run_id_from_checkpoint(resume) if resume else None,
+        run_id=resumed_run_id(resume, uri) if resume else None,
         tags=_tags(cfg),
         log_model=False,
     )
@@ -200,7 +248,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     module.trained_pairs = trained_pairs(cfg.data)
     trainer_cfg = cfg.trainer
     last_path = out / "checkpoints" / "last.ckpt"
-    checkpoints = ModelCheckpoint(
+    checkpoints = BestCheckpoint(
         dirpath=out / "checkpoints",
         filename="best-{step}",
         monitor=trainer_cfg.monitor,
@@ -209,6 +257,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         save_last=False,  # LastCheckpoint: at every validation, not only with a new best
         auto_insert_metric_name=False,
     )
+    if resume:
+        checkpoints.resumed_from = Path(resume).resolve().parent
     trainer = L.Trainer(
         max_steps=trainer_cfg.max_steps,
         max_time=timedelta(seconds=trainer_cfg.max_time_s) if trainer_cfg.max_time_s else None,
@@ -239,6 +289,8 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     run_id = mlf.run_id or ""
     client = mlf.experiment
     if trainer.is_global_zero:
+        receipt = {"run_id": run_id, "experiment_id": experiment_id, "tracking_uri": uri}
+        atomic_write_text(out / RUN_RECEIPT, json.dumps(receipt, indent=2) + "\n")
         if resume is None:
             mlf.log_hyperparams({"config": cfg.to_dict()})
             client.log_text(run_id, config_yaml, "config.yaml")
@@ -254,7 +306,6 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     if trainer_cfg.validate_before_training and resume is None:
         baseline = _dice_by_click(trainer.validate(module, datamodule=data, verbose=False)[0])
     module.val_history.clear()  # the pre-training numbers are the baseline, not a candidate
-    module.mlflow_run_id = run_id
     with warnings.catch_warnings():
         # Our sampler skips the draws a resumed epoch already consumed (ManifestDataModule), which
         # Lightning cannot see: its "dataloader is not resumable" warning does not apply.
@@ -301,8 +352,7 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
         stopped_by_time_limit=stopped_by_time_limit,
     )
     if trainer.is_global_zero:
-        for path in (best_path, last_path):
-            client.log_artifact(run_id, str(path), "checkpoints")
+        _record_checkpoints(client, run_id, (best_path, last_path), cfg.tracking.log_checkpoints)
         atomic_write_text(out / "summary.json", json.dumps(asdict(summary), indent=2) + "\n")
         client.log_artifact(run_id, str(out / "summary.json"))
         logger.info("MLflow run %s; best checkpoint %s", run_id, best_path)

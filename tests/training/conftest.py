@@ -72,7 +72,8 @@ def build_ct_tree(root: Path, classes: tuple[str, ...] | None, dataset: str = "T
                     "bbox_max": (idx.max(0) + 1).tolist(),
                     "spacing": spacing,
                     "shape": list(mask.shape),
-                    "mask_sha256": hashlib.sha256(mask.tobytes()).hexdigest(),
+                    # docs/manifest.md: the SHA-256 of the mask file's bytes
+                    "mask_sha256": hashlib.sha256((root / mask_rel).read_bytes()).hexdigest(),
                     "licence": "Apache-2.0",
                     "source_image": "imagesTr/s0001_0000.nii.gz",
                     "source_label": "labelsTr/s0001.nii.gz",

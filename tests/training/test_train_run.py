@@ -95,6 +95,42 @@ def test_checkpoint_keys_are_the_release_keys_under_model(
     assert torch.equal(loaded.state_dict()[key], best["state_dict"][f"model.{key}"])
 
 
+def _strings(value: object) -> list[str]:
+    """Every string inside a checkpoint's nested dicts, lists and tuples."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_the_same_training_writes_the_same_checkpoint_bytes_in_another_folder(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    """Checkpoints are DVC outputs whose hashes git keeps (dvc.lock): they hold no MLflow run
+    id, no absolute path and no clock; the run id is in the uncached ``run.json``."""
+    from neurosam3d.training import load_config, train
+    from neurosam3d.training.module import MLFLOW_RUN_ID_KEY
+
+    home, summary, _ = first_run
+    cfg = load_config(CONFIG, _fast(ct_manifest))
+    again = train(cfg, home / "elsewhere" / "train")
+    assert again.run_id != summary["run_id"]
+    first = Path(summary["last_checkpoint"]).parent
+    for name in ("last.ckpt", Path(summary["best_checkpoint"]).name):
+        assert (first / name).read_bytes() == (
+            Path(again.last_checkpoint).parent / name
+        ).read_bytes()
+    saved = torch.load(first / "last.ckpt", map_location="cpu", weights_only=True)
+    assert MLFLOW_RUN_ID_KEY not in saved
+    assert not [s for s in _strings(saved) if str(home) in s or summary["run_id"] in s]
+    receipt = json.loads((first.parent / "run.json").read_text())
+    assert receipt["run_id"] == summary["run_id"]
+    assert receipt["tracking_uri"] == summary["tracking_uri"]
+
+
 def test_resume_continues_step_optimiser_and_mlflow_run(
     first_run: tuple[Path, dict, object], ct_manifest: Path
 ) -> None:
@@ -205,3 +241,85 @@ def test_last_checkpoint_is_written_at_every_validation(ct_manifest: Path, tmp_p
     trainer.fit(module, datamodule=ManifestDataModule(cfg.data, 64, cfg.seed))
     assert seen == [1, 2]  # whether or not the validation improved on the best
     assert not list(last.parent.glob(".*tmp*"))  # written through a renamed temporary
+
+
+def test_a_checkpoint_from_another_store_registers_into_a_new_run(
+    first_run: tuple[Path, dict, object], ct_manifest: Path, tmp_path: Path
+) -> None:
+    """What `dvc pull` restores (checkpoints, no summary of this store) registers, idempotently."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from mlflow import MlflowClient
+
+    from neurosam3d.evaluation import evaluate
+    from neurosam3d.registry.register import REGISTERED_CHECKPOINT_TAG, register_model
+
+    _, summary, _ = first_run
+    checkpoint = Path(summary["last_checkpoint"])
+    rows = pq.read_table(ct_manifest)
+    one = tmp_path / "spleen_val.parquet"  # one target keeps the test to seconds
+    keep = pc.and_(pc.equal(rows["split"], "Val"), pc.equal(rows["class_name"], "spleen"))
+    pq.write_table(rows.filter(keep), one)
+    evaluation = tmp_path / "eval"
+    evaluate(
+        checkpoint,
+        [one],
+        evaluation,
+        clicks=1,
+        worst_overlays=0,
+        device="cpu",
+        data_root=ct_manifest.parent,
+    )
+    uri = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    (tmp_path / "other").mkdir()
+    train_summary = Path(summary["last_checkpoint"]).parents[1] / "summary.json"
+    first = register_model(
+        tracking_uri=uri,
+        name="pulled",
+        train_summary=train_summary,  # names the first store, not this one
+        evaluation_dir=evaluation,
+        lock_dir=tmp_path / "locks",
+        checkpoint=checkpoint,
+    )
+    client = MlflowClient(uri)
+    run = client.get_run(first.run_id)
+    assert first.created and first.run_id != summary["run_id"]
+    assert run.data.tags[REGISTERED_CHECKPOINT_TAG] == first.checkpoint_sha256
+    assert client.get_experiment(run.info.experiment_id).name == "neurosam3d-demo"
+    again = register_model(
+        tracking_uri=uri,
+        name="pulled",
+        train_summary=None,
+        evaluation_dir=evaluation,
+        lock_dir=tmp_path / "locks",
+        checkpoint=checkpoint,
+    )
+    assert (again.created, again.version, again.run_id) == (False, first.version, first.run_id)
+
+
+def test_checkpoints_kept_by_dvc_are_listed_not_copied(
+    first_run: tuple[Path, dict, object], ct_manifest: Path
+) -> None:
+    import hashlib
+
+    from mlflow import MlflowClient
+
+    from neurosam3d.training import load_config, train
+
+    home, summary, _ = first_run
+    cfg = load_config(CONFIG, [*_fast(ct_manifest), "tracking.log_checkpoints=false"])
+    run = train(cfg, home / "listed")
+    client = MlflowClient(summary["tracking_uri"])
+    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert "checkpoints" not in artifacts and "checkpoints.json" in artifacts
+    listing = json.loads(
+        Path(client.download_artifacts(run.run_id, "checkpoints.json")).read_text()
+    )
+    last = Path(run.last_checkpoint)
+    assert {
+        "name": "last.ckpt",
+        "path": str(last),
+        "bytes": last.stat().st_size,
+        "sha256": hashlib.sha256(last.read_bytes()).hexdigest(),
+    } in listing
+    assert {e["name"] for e in listing} == {"last.ckpt", Path(run.best_checkpoint).name}

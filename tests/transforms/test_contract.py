@@ -310,7 +310,12 @@ def _register(trained: dict, tmp: Path, evaluation: Path):
     summary = tmp / "summary.json"
     summary.write_text(
         json.dumps(
-            {"run_id": run_id, "experiment_id": experiment, "best_checkpoint": str(trained["ckpt"])}
+            {
+                "run_id": run_id,
+                "experiment_id": experiment,
+                "best_checkpoint": str(trained["ckpt"]),
+                "tracking_uri": uri,
+            }
         )
     )
     registration = register_model(
