@@ -417,10 +417,12 @@ def evaluate(
         effective, overridden = base.overridden(
             orientation=orientation, spacing_mm=spacing_mm, ct_window=ct_window
         )
+        # the protocol names the grid options given, not the model's record (a property of the
+        # model): two models evaluated the same way share the protocol's fingerprint
         config = replace(
             config,
-            orientation=effective.orientation,
-            spacing_mm=_spacing_value(effective.spacing_mm),
+            orientation=None if orientation is None else str(orientation).upper(),
+            spacing_mm=_spacing_value(spacing_mm),
         )
     logger.info(
         "preprocessing: %s (%s%s)",
@@ -768,12 +770,13 @@ class _CasePrediction:
         return path
 
 
-def _spacing_value(spacing: tuple[float, float, float] | None) -> float | list[float] | None:
-    """The protocol's ``spacing_mm``: one number when isotropic (as before the record), else
-    three."""
-    if spacing is None:
-        return None
-    return spacing[0] if len(set(spacing)) == 1 else list(spacing)
+def _spacing_value(spacing: Any) -> float | list[float] | str | None:
+    """The protocol's ``spacing_mm`` option: one number when isotropic (as before the record),
+    else three; ``"native"`` or None as given."""
+    if spacing is None or isinstance(spacing, str):
+        return None if spacing is None else spacing.lower()
+    values = [float(v) for v in np.atleast_1d(spacing)]
+    return values[0] if len(set(values)) == 1 else values
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -61,8 +61,10 @@ class ProtocolConfig:
 
     ``protocol``: ``"full"`` or ``"sam-med3d"``; ``nsd_tolerance_mm``: ``None`` takes the
     protocol's default (2 mm for ``full``, 1 mm for ``sam-med3d``); ``orientation``/``spacing_mm``:
-    working grid of ``full`` (``None`` keeps the stored axes / spacing; ``sam-med3d`` fixes RAS and
-    1.5 mm itself); ``overlap``: window overlap fraction; ``max_windows``: most windows a target
+    the working-grid options given to ``full`` (``None``: the model's preprocessing record decides;
+    ``"native"``: the stored axes / native grid; the grid itself is planned from the record with
+    these applied, :class:`~neurosam3d.transforms.Preprocessing`; ``sam-med3d`` fixes RAS and 1.5 mm
+    itself); ``overlap``: window overlap fraction; ``max_windows``: most windows a target
     grows into (``full``); ``threshold``: probability above which a voxel is foreground.
     """
 
@@ -71,7 +73,7 @@ class ProtocolConfig:
     seed: int = 0
     nsd_tolerance_mm: float | None = None
     orientation: str | None = None
-    spacing_mm: float | list[float] | None = None
+    spacing_mm: float | list[float] | str | None = None
     overlap: float = DEFAULT_OVERLAP
     threshold: float = 0.5
     protocol: str = FULL
