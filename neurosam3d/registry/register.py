@@ -21,10 +21,13 @@ again; its version gets the new evaluation's scores, is returned and made ``@cha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -228,6 +231,19 @@ def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path, Preproces
     return weights, config, release, preprocessing
 
 
+@contextlib.contextmanager
+def _global_tracking_uri(mlflow: Any, uri: str) -> Iterator[None]:
+    """MLflow's fluent API at ``uri`` for the block only: ``mlflow.set_tracking_uri`` also sets
+    ``$MLFLOW_TRACKING_URI``, which would otherwise send later runs of this process (a
+    training, another registration) to this store."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)  # None unsets the variable again
+
+
 def _package_copy(folder: Path) -> Path:
     """A clean copy of this package (no ``__pycache__``) for the model's ``code_paths``."""
     import shutil
@@ -318,8 +334,11 @@ def register_model(
                 outputs=Schema([ColSpec("string", "mask"), ColSpec("long", "voxels")]),
                 params=ParamSchema([ParamSpec("max_windows", "long", DEFAULT_MAX_WINDOWS)]),
             )
-            mlflow.set_tracking_uri(tracking_uri)
-            with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+            with (
+                _global_tracking_uri(mlflow, tracking_uri),
+                tempfile.TemporaryDirectory() as tmp,
+                mlflow.start_run(run_id=run_id),
+            ):
                 weights, config, release, preprocessing = _export(checkpoint, Path(tmp))
                 version_tags[T.PREPROCESSING] = preprocessing.to_json()
                 info = mlflow.pyfunc.log_model(
