@@ -334,24 +334,21 @@ def register_model(
                 outputs=Schema([ColSpec("string", "mask"), ColSpec("long", "voxels")]),
                 params=ParamSchema([ParamSpec("max_windows", "long", DEFAULT_MAX_WINDOWS)]),
             )
-            with (
-                _global_tracking_uri(mlflow, tracking_uri),
-                tempfile.TemporaryDirectory() as tmp,
-                mlflow.start_run(run_id=run_id),
-            ):
-                weights, config, release, preprocessing = _export(checkpoint, Path(tmp))
-                version_tags[T.PREPROCESSING] = preprocessing.to_json()
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=PromptableSegmenter(),
-                    artifacts={"weights": str(weights), "config": str(config)},
-                    pip_requirements=_requirements(),
-                    code_paths=[str(_package_copy(Path(tmp)))],
-                    signature=signature,
-                )
-                mlflow.log_artifact(str(release), "release")
-                _log_evaluation(mlflow, evaluation_dir)
-            registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+            with _global_tracking_uri(mlflow, tracking_uri):
+                with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+                    weights, config, release, preprocessing = _export(checkpoint, Path(tmp))
+                    version_tags[T.PREPROCESSING] = preprocessing.to_json()
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=PromptableSegmenter(),
+                        artifacts={"weights": str(weights), "config": str(config)},
+                        pip_requirements=_requirements(),
+                        code_paths=[str(_package_copy(Path(tmp)))],
+                        signature=signature,
+                    )
+                    mlflow.log_artifact(str(release), "release")
+                    _log_evaluation(mlflow, evaluation_dir)
+                registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
             version, created = str(registered.version), True
             log.info("registered %s v%s from run %s", name, version, run_id)
         client.set_registered_model_alias(name, T.CHALLENGER, version)
