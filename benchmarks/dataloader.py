@@ -97,7 +97,7 @@ class CropFloor(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         from neurosam3d.training.crops import padded_crop
-        from neurosam3d.training.intensity import apply_intensity
+        from neurosam3d.transforms.intensity import apply_intensity
 
         row, seed = key
         ours = self.ours

@@ -58,11 +58,11 @@ import numpy as np
 import torch
 
 from neurosam3d.evaluation.api import normalised_image
-from neurosam3d.evaluation.geometry import box_to_original, grid_for_image, sample_box
 from neurosam3d.evaluation.growth import GrowingWindows
 from neurosam3d.evaluation.protocol import ProtocolConfig, _working_bbox, run_full, target_seed
 from neurosam3d.evaluation.windows import plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
+from neurosam3d.transforms.geometry import box_to_original, grid_for_image, sample_box
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"

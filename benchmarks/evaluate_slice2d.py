@@ -45,7 +45,6 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, box_to_original, sample_box
 from neurosam3d.evaluation.protocol import SLICE2D, ProtocolConfig, run_full, target_seed
 from neurosam3d.evaluation.slice2d import (
     SliceEmbeddings,
@@ -55,6 +54,7 @@ from neurosam3d.evaluation.slice2d import (
     working_volume,
 )
 from neurosam3d.prompts import get_click_rule
+from neurosam3d.transforms.geometry import Box, box_to_original, sample_box
 
 HERE = Path(__file__).resolve().parent
 

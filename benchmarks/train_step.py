@@ -113,7 +113,7 @@ def real_batch(size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     per volume, as our data module does) and the liver mask."""
     from neurosam3d.io.nifti import load_nifti
     from neurosam3d.training.crops import padded_crop
-    from neurosam3d.training.intensity import normalise_intensity
+    from neurosam3d.transforms.intensity import normalise_intensity
 
     image = np.asanyarray(load_nifti(SHARED / "example_ct.nii.gz").dataobj)
     seg = np.asanyarray(load_nifti(SHARED / "example_seg_fast_force_split.nii.gz").dataobj)

@@ -32,7 +32,11 @@ def inspect_command(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Detected architecture, parameter count and key report of a checkpoint.
+    """Detected architecture, parameter count, key report and preprocessing of a checkpoint.
+
+    The preprocessing is the record the file holds, else the default of its kind (release
+    files: SAM-Med3D's RAS, 1.5 mm, per-crop z-score; others: native grid, CT [-1000, 1000] +
+    z-score); --json prints it under "preprocessing" with "source" saying which.
 
     Exit code 0 when the keys fit the detected architecture exactly, 1 when they do not,
     2 when the file cannot be read or is refused.
@@ -60,6 +64,9 @@ def inspect_command(
                     "unexpected": report.unexpected,
                     "mismatched": [[k, list(a), list(b)] for k, a, b in report.mismatched],
                     "metadata": info.metadata,
+                    "preprocessing": None
+                    if info.preprocessing is None
+                    else {**info.preprocessing.to_dict(), "source": info.preprocessing_source},
                 },
                 sort_keys=True,
             )
@@ -73,6 +80,10 @@ def inspect_command(
         typer.echo(f"parameters:   {info.num_parameters:,} in {info.num_tensors} tensors")
         for key, value in sorted(info.metadata.items()):
             typer.echo(f"{key + ':':<13} {value}")
+        if info.preprocessing is not None:
+            typer.echo(
+                f"preprocessing: {info.preprocessing.describe()} ({info.preprocessing_source})"
+            )
         typer.echo(f"keys:         {info.report}")
     if not info.report.ok:
         raise typer.Exit(code=1)
@@ -95,8 +106,16 @@ def convert_command(
         typer.Option("--name", help="Configuration name; detected from the weights by default."),
     ] = None,
 ) -> None:
-    """Convert SRC (any accepted format) to DST in another format, strictly checked."""
-    from neurosam3d.model import CheckpointError, export_checkpoint, load_checkpoint
+    """Convert SRC (any accepted format) to DST in another format, strictly checked.
+
+    DST records SRC's preprocessing (the default of SRC's kind when SRC has no record).
+    """
+    from neurosam3d.model import (
+        CheckpointError,
+        export_checkpoint,
+        load_checkpoint,
+        read_preprocessing,
+    )
 
     fmt = to or SUFFIX_FORMATS.get(dst.suffix)
     if fmt not in ("release", "safetensors", "lightning"):
@@ -105,7 +124,8 @@ def convert_command(
         )
     try:
         model = load_checkpoint(src, name=name)
+        preprocessing, _ = read_preprocessing(src)
     except CheckpointError as exc:
         raise _fail(str(exc)) from None
-    export_checkpoint(model, dst, fmt=fmt)
+    export_checkpoint(model, dst, fmt=fmt, preprocessing=preprocessing)  # type: ignore[arg-type]
     typer.echo(f"wrote {fmt} checkpoint {dst}")

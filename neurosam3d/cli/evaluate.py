@@ -71,6 +71,7 @@ def evaluate_command(
     ] = None,
     orientation: options.Orientation = None,
     spacing_mm: options.SpacingMm = None,
+    ct_window: options.CtWindow = None,
     max_windows: Annotated[
         int,
         typer.Option("--max-windows", min=1, help="Most windows a target grows into (full)."),
@@ -122,7 +123,12 @@ def evaluate_command(
 ) -> None:
     """Run an interactive protocol; write per-case parts, then results.parquet, tables/, plots
     and summary.json (or, with --summarise DIR, only rebuild those from DIR's parts; with
-    --compare DIR... --out OUT, only tabulate those evaluations together)."""
+    --compare DIR... --out OUT, only tabulate those evaluations together).
+
+    Inputs are prepared as the model's preprocessing record says (`neurosam3d checkpoint
+    inspect` shows it); --orientation, --spacing-mm and --ct-window override it, and run.json /
+    summary.json record the effective one and what was overridden.
+    """
     import json
 
     from neurosam3d.evaluation.api import (
@@ -175,7 +181,8 @@ def evaluate_command(
                 architecture=arch,
                 data_root=data_root,
                 orientation=orientation,
-                spacing_mm=spacing_mm,
+                spacing_mm=options.parse_spacing(spacing_mm),
+                ct_window=options.parse_window(ct_window),
                 class_masks=class_masks,
                 device=device,
                 amp=amp,

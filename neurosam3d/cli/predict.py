@@ -35,6 +35,7 @@ def predict_command(
     arch: options.Arch = None,
     orientation: options.Orientation = None,
     spacing_mm: options.SpacingMm = None,
+    ct_window: options.CtWindow = None,
     max_windows: Annotated[
         int, typer.Option("--max-windows", min=1, help="Most windows to grow the mask into.")
     ] = 27,
@@ -52,23 +53,37 @@ def predict_command(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
 ) -> None:
-    """Segment IMAGE from clicks; write a uint8 mask on the original grid."""
+    """Segment IMAGE from clicks; write a uint8 mask on the original grid.
+
+    The image is prepared as the model's preprocessing record says (orientation, spacing,
+    intensity rule; `neurosam3d checkpoint inspect` shows it); --orientation, --spacing-mm and
+    --ct-window override it.
+    """
     import numpy as np
 
-    from neurosam3d.evaluation.models import resolve_model
+    from neurosam3d.evaluation.models import checkpoint_path, resolve_model
     from neurosam3d.inference import predict_file
 
+    path = checkpoint_path(options.model_source(checkpoint, model))
+    network = resolve_model(path, name=arch, device=device)
+    preprocessing, overridden, source = options.resolve_preprocessing(
+        network, str(path), orientation, spacing_mm, ct_window
+    )
+    typer.echo(
+        f"preprocessing: {preprocessing.describe()} ({source}"
+        + (f"; overridden: {', '.join(overridden)})" if overridden else ")"),
+        err=True,
+    )
     try:
         result = predict_file(
-            resolve_model(options.model_source(checkpoint, model), name=arch, device=device),
+            network,
             image,
             point,
             out,
             world=world,
             box=box,
             modality=modality,
-            orientation=orientation,
-            spacing_mm=spacing_mm,
+            preprocessing=preprocessing,
             max_windows=max_windows,
             probabilities_out=probabilities,
             channel=channel,

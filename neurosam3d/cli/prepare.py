@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from neurosam3d.cli import app
+from neurosam3d.cli.values import parse_spacing
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -25,21 +26,6 @@ class SelfDescribingLayout(StrEnum):
 
     nnunet = "nnunet"
     msd = "msd"
-
-
-def parse_spacing(text: str | None) -> tuple[float, float, float] | None:
-    """``"1.5"`` -> (1.5, 1.5, 1.5); ``"1,1,2.5"`` -> (1.0, 1.0, 2.5); None -> None."""
-    if not text:
-        return None
-    try:
-        parts = [float(p) for p in text.split(",")]
-    except ValueError as exc:
-        raise typer.BadParameter(f"not a spacing in mm: {text!r}") from exc
-    if len(parts) == 1:
-        parts *= 3
-    if len(parts) != 3 or min(parts) <= 0:
-        raise typer.BadParameter("give one positive spacing in mm or three, comma-separated")
-    return (parts[0], parts[1], parts[2])
 
 
 def _show_progress(bar: Progress, task: TaskID, done: int, total: int) -> None:
@@ -99,12 +85,22 @@ def prepare_command(
         int | None,
         typer.Option("--workers", min=1, help="Worker processes over cases. Default: all cores."),
     ] = None,
-    resample_spacing: Annotated[
+    spacing_mm: Annotated[
         str | None,
         typer.Option(
+            "--spacing-mm",
             "--resample-spacing",
             help="Resample every case to this voxel size in mm: one value (1.5, SAM-Med3D's "
-            "choice) or three (1,1,2.5). Off by default: the native grid is kept.",
+            "choice) or three (1,1,2.5). Off by default: the native grid is kept. "
+            "(--resample-spacing: the old name, deprecated.)",
+        ),
+    ] = None,
+    orientation: Annotated[
+        str | None,
+        typer.Option(
+            "--orientation",
+            help="Reorient every case to these axis codes (RAS, SAM-Med3D's choice). Off by "
+            "default: the stored axes are kept.",
         ),
     ] = None,
     val_fraction: Annotated[
@@ -171,6 +167,8 @@ def prepare_command(
         overrides["val_fraction"] = val_fraction
     if split_seed is not None:
         overrides["split_seed"] = split_seed
+    spacing = parse_spacing(spacing_mm)
+    spacing = None if spacing == "native" else spacing
     quarantined = 0
     for config in configs:
         config = replace(config, **overrides)
@@ -182,7 +180,8 @@ def prepare_command(
                     out,
                     raw_root=raw_root,
                     workers=workers,
-                    resample_spacing=parse_spacing(resample_spacing),
+                    spacing_mm=spacing,
+                    orientation=orientation,
                     compresslevel=compresslevel,
                     progress=partial(_show_progress, bar, task),
                 )

@@ -35,6 +35,14 @@ def build_command(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes over cases.")
     ] = 1,
+    ct_window: Annotated[
+        str,
+        typer.Option(
+            "--ct-window",
+            help="LOW,HIGH: the HU window of the CT cases' intensity statistics (training's "
+            "data.ct_window; the model records it). Entries built with another are rebuilt.",
+        ),
+    ] = "-1000,1000",
 ) -> None:
     """Build or update the store entries of every case in the manifests, from the tree's files.
 
@@ -48,6 +56,13 @@ def build_command(
     from neurosam3d.store import StoreError
     from neurosam3d.store.build import build_store
 
+    try:
+        low, high = (float(v) for v in ct_window.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"not LOW,HIGH in HU: {ct_window!r}") from exc
+    if not low < high:
+        raise typer.BadParameter(f"the window's low end {low} is not below its high end {high}")
+    window = (low, high)
     console = Console(stderr=True)
     with case_progress(console) as bar:
         task = bar.add_task("store", total=None)
@@ -56,7 +71,9 @@ def build_command(
             bar.update(task, completed=done, total=total)
 
         try:
-            path = build_store(root, manifest or (), workers=workers, progress=show)
+            path = build_store(
+                root, manifest or (), workers=workers, progress=show, ct_window=window
+            )
         except StoreError as exc:
             raise typer.BadParameter(str(exc), param_hint="--root") from exc
     console.print(f"store table: {path}")

@@ -54,25 +54,32 @@ from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL, make_image, nifti_bytes
 from neurosam3d.io.paths import safe_join
 from neurosam3d.store import layout as store_layout
 from neurosam3d.store.encode import EntryBuilder
+from neurosam3d.transforms.geometry import plan_grid, reoriented
+from neurosam3d.transforms.resample import resample_linear
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PrepareParams:
-    """Parameters that change the output: optional target spacing (mm), image igzip level (1-3)."""
+    """Parameters that change the output: optional target spacing (mm) and orientation (axis
+    codes, e.g. ``"RAS"``), image igzip level (1-3)."""
 
-    resample_spacing: tuple[float, float, float] | None = None
+    spacing_mm: tuple[float, float, float] | None = None
     compresslevel: int = DEFAULT_COMPRESSLEVEL
+    orientation: str | None = None
 
     def as_key(self) -> dict[str, Any]:
-        spacing = list(self.resample_spacing) if self.resample_spacing else None
-        return {
-            "resample_spacing": spacing,
+        spacing = list(self.spacing_mm) if self.spacing_mm else None
+        key = {
+            "resample_spacing": spacing,  # the key's old name: prepared trees keep their key
             "compresslevel": self.compresslevel,
             "mask_compresslevel": MASK_COMPRESSLEVEL,
             "store": store_layout.as_key(),
         }
+        if self.orientation:  # only when set: trees prepared before keep their key
+            key["orientation"] = self.orientation
+        return key
 
 
 @dataclass
@@ -286,10 +293,17 @@ def _build(
     absent classes and store table row."""
     channels, primary = _load_channels(spec)
     target = Grid(channels[0].shape, primary.affine, primary)
-    if params.resample_spacing:
-        shape, affine = grid.spacing_grid(target.shape, target.affine, params.resample_spacing)
-        channels = [grid.resample_linear(c, target.affine, shape, affine) for c in channels]
-        target = Grid(shape, affine, primary)
+    if params.spacing_mm or params.orientation:
+        # The package's one grid convention (neurosam3d.transforms.geometry): what evaluation,
+        # predict and the registered model plan for a model recording this preprocessing.
+        working = plan_grid(target.affine, target.shape, params.orientation, params.spacing_mm)
+        if working.resamples:
+            channels = [
+                resample_linear(c, target.affine, working.shape, working.affine) for c in channels
+            ]
+        else:  # a reorientation only: an exact copy of the voxels
+            channels = [reoriented(c, working) for c in channels]
+        target = Grid(working.shape, working.affine, primary)
     if spec.label_map is not None:
         labels = load_label_map(spec, spec.label_map, target)
         masks = class_masks(labels, classes_in_label_map(spec, labels, problems))

@@ -131,6 +131,12 @@ def _parse_splits(raw: Any, where: object) -> dict[str, SplitFiles]:
     return splits
 
 
+#: The layouts a config may name; :data:`neurosam3d.data.layouts.LAYOUTS` maps each to its
+#: discovery function (and checks it covers exactly these). Kept here so that the config does
+#: not import the layouts, which import the config.
+LAYOUT_NAMES = ("nnunet", "msd", "totalsegmentator", "per_case", "paired")
+
+
 def config_from_dict(
     doc: dict[str, Any], *, source: Path | None = None, where: object = None
 ) -> DatasetConfig:
@@ -138,8 +144,6 @@ def config_from_dict(
 
     ``where`` names the origin in error messages (default: ``source``, else the name).
     """
-    from neurosam3d.data.layouts import LAYOUTS
-
     where = where or source or doc.get("name", "<config>")
     known = {f for f in DatasetConfig.__dataclass_fields__ if f != "source"} | _DOC_KEYS
     unknown = sorted(set(doc) - known)
@@ -154,8 +158,8 @@ def config_from_dict(
             f"dataset name {str(doc['name'])!r} is not a safe folder name: use letters, digits, "
             "'.', '_' and '-', starting with a letter or digit (no '/', no '..')",
         )
-    if doc["layout"] not in LAYOUTS:
-        raise _fail(where, f"unknown layout {doc['layout']!r}; registered: {sorted(LAYOUTS)}")
+    if doc["layout"] not in LAYOUT_NAMES:
+        raise _fail(where, f"unknown layout {doc['layout']!r}; registered: {sorted(LAYOUT_NAMES)}")
     modalities = [doc.get("modality"), *dict(doc.get("modality_overrides") or {}).values()]
     bad = [m for m in modalities if m is not None and m not in MODALITIES]
     if bad:

@@ -21,6 +21,7 @@ from neurosam3d.data.labels import ClassSpec
 from neurosam3d.data.masks import box_of, label_boxes, union_box
 from neurosam3d.data.problems import CaseRejected, Kind, Problem
 from neurosam3d.data.volumes import integer_labels, read_nifti, squeeze_to_3d
+from neurosam3d.transforms.resample import resample_nearest
 
 
 def on_grid(
@@ -50,7 +51,7 @@ def on_grid(
             "set allow_label_resampling: true in the dataset config to resample it (nearest "
             "neighbour)",
         )
-    placed = grid.resample_nearest(data, affine, target.shape, target.affine)
+    placed = resample_nearest(data, affine, target.shape, target.affine)
     if data.any() and not placed.any():
         raise CaseRejected(
             Kind.GRID_MISMATCH, rel, "no labelled voxel of this label falls inside the image"

@@ -233,7 +233,8 @@ def prepare_dataset(
     *,
     raw_root: str | os.PathLike[str] | None = None,
     workers: int | None = None,
-    resample_spacing: tuple[float, float, float] | None = None,
+    spacing_mm: float | tuple[float, float, float] | None = None,
+    orientation: str | None = None,
     compresslevel: int = DEFAULT_COMPRESSLEVEL,
     progress: Progress | None = None,
 ) -> PrepareReport:
@@ -242,8 +243,12 @@ def prepare_dataset(
     ``config``: a :class:`DatasetConfig` or a config name/path (:func:`load_dataset_config`).
     ``raw_root``: base of a relative config ``root`` (see :mod:`neurosam3d.data.config`).
     ``workers``: worker processes (default: all cores; 1 runs in this process).
-    ``resample_spacing``: target voxel size in mm along (i, j, k), or None to keep the native
-    grid. ``compresslevel``: igzip level 1-3 of the written ``.nii.gz`` files.
+    ``spacing_mm``: target voxel size in mm (one value: isotropic, or three along the output
+    axes), or None to keep the native grid; ``orientation``: axis codes (e.g. ``"RAS"``) to
+    reorient every case to, or None to keep the stored axes. Both follow the package's one grid
+    convention (:mod:`neurosam3d.transforms.geometry`), so a model trained on the output and
+    recording them (:class:`~neurosam3d.transforms.Preprocessing`) is evaluated and served on
+    the same voxel centres. ``compresslevel``: igzip level 1-3 of the written ``.nii.gz`` files.
 
     Input problems become quarantine rows. A failure to write (disk full, read-only or
     unwritable ``out_dir``) raises :class:`~neurosam3d.io.atomic.OutputError`: the outputs of
@@ -260,8 +265,14 @@ def prepare_dataset(
     root = config.resolve_root(raw_root)
     found = finalise_cases(config, LAYOUTS[config.layout](config, root))
     licence = config.licence if config.licence != "unknown" else found.licence or "unknown"
+    spacing = None
+    if spacing_mm is not None:
+        values = [float(spacing_mm)] * 3 if isinstance(spacing_mm, int | float) else spacing_mm
+        spacing = tuple(float(v) for v in values)
     params = PrepareParams(
-        tuple(float(s) for s in resample_spacing) if resample_spacing else None, compresslevel
+        spacing,  # type: ignore[arg-type]
+        compresslevel,
+        orientation=orientation.upper() if orientation else None,
     )
     log.info("%s: %d cases from %s (layout %s)", config.name, len(found.cases), root, config.layout)
     with dataset_lock(out, config.name):

@@ -70,7 +70,7 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 #: One row per case of the training store (neurosam3d.store): where its entry lies, what it was
-#: built from (the staleness check) and the case's intensity statistics (training.intensity).
+#: built from (the staleness check) and the case's intensity statistics (transforms.intensity).
 STORE_SCHEMA = pa.schema(
     [
         pa.field("dataset", pa.string(), nullable=False),

@@ -39,7 +39,7 @@ import math
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,10 @@ import pyarrow.parquet as pq
 import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA, check_schema
-from neurosam3d.evaluation.geometry import grid_for_image
 from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
 from neurosam3d.evaluation.models import (
     checkpoint_path,
+    model_preprocessing,
     resolve_amp,
     resolve_device,
     resolve_model,
@@ -83,12 +83,14 @@ from neurosam3d.evaluation.results import (
     write_results,
 )
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
-from neurosam3d.evaluation.volume import NormalisedVolume
 from neurosam3d.io.atomic import atomic_write_bytes
 from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 from neurosam3d.io.paths import check_name, safe_join
-from neurosam3d.training.intensity import apply_intensity, normalise_intensity
+from neurosam3d.transforms import Preprocessing
+from neurosam3d.transforms.geometry import grid_for_image
+from neurosam3d.transforms.intensity import apply_intensity
+from neurosam3d.transforms.volume import NormalisedVolume
 
 logger = logging.getLogger(__name__)
 
@@ -336,7 +338,9 @@ def evaluate(
     architecture: str | None = None,
     data_root: str | os.PathLike[str] | None = None,
     orientation: str | None = None,
-    spacing_mm: float | None = None,
+    spacing_mm: float | tuple[float, float, float] | str | None = None,
+    ct_window: tuple[float, float] | None = None,
+    preprocessing: Preprocessing | None = None,
     worst_overlays: int = 4,
     class_masks: bool = False,
     device: str = "auto",
@@ -363,6 +367,15 @@ def evaluate(
     written; ``workers``: targets of a case run in parallel (threads). See :class:`ProtocolConfig`
     for the protocol parameters.
 
+    Inputs are prepared by the model's :class:`~neurosam3d.transforms.Preprocessing` record
+    (``preprocessing``, else the checkpoint's, else the default of its kind:
+    :func:`neurosam3d.model.read_preprocessing`; an ``nn.Module`` without one gets
+    :meth:`Preprocessing.native`); ``orientation`` (``"native"``: the stored axes),
+    ``spacing_mm`` (``"native"``: the native grid) and ``ct_window`` override its fields. The
+    effective record, where it came from and the overridden fields are written to ``run.json``
+    and ``summary.json`` (``preprocessing``). The ``sam-med3d`` protocol is upstream's own
+    preprocessing and takes none of them.
+
     Returns the report of :func:`summarise` for an unsharded run (``N == 1``), else ``None``
     (summarise the folder once every shard is done).
     """
@@ -371,11 +384,16 @@ def evaluate(
         click_rule=click_rule,
         seed=seed,
         nsd_tolerance_mm=nsd_tolerance_mm,
-        orientation=orientation,
-        spacing_mm=spacing_mm,
         protocol=protocol,
         max_windows=max_windows,
     )
+    if protocol == SAM_MED3D and (
+        orientation is not None or spacing_mm is not None or ct_window is not None
+    ):
+        raise ValueError(
+            "the sam-med3d protocol fixes its own preprocessing (canonical RAS, 1.5 mm, per-crop "
+            "z-score): do not give orientation/spacing_mm/ct_window with it"
+        )
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     out_dir = Path(out_dir)
@@ -394,6 +412,31 @@ def evaluate(
     from neurosam3d.evaluation.slice2d import check_protocol_model
 
     check_protocol_model(model, config.protocol, str(checkpoint or label))
+    base, base_source = (
+        (preprocessing, "given")
+        if preprocessing is not None
+        else model_preprocessing(model, checkpoint)
+    )
+    if protocol == SAM_MED3D:
+        effective, overridden = Preprocessing.upstream(int(model.img_size)), []
+        base_source = "the sam-med3d protocol"
+    else:
+        effective, overridden = base.overridden(
+            orientation=orientation, spacing_mm=spacing_mm, ct_window=ct_window
+        )
+        # the protocol names the grid options given, not the model's record (a property of the
+        # model): two models evaluated the same way share the protocol's fingerprint
+        config = replace(
+            config,
+            orientation=None if orientation is None else str(orientation).upper(),
+            spacing_mm=_spacing_value(spacing_mm),
+        )
+    logger.info(
+        "preprocessing: %s (%s%s)",
+        effective.describe(),
+        base_source,
+        f"; overridden: {', '.join(overridden)}" if overridden else "",
+    )
     root = Path(data_root) if data_root is not None else default_data_root(manifests[0])
     seen, seen_from = _seen(training_manifest, checkpoint)
     cases = [tuple(k) for k in rows[_CASE_KEYS].drop_duplicates().itertuples(index=False)]
@@ -401,6 +444,11 @@ def evaluate(
         "model": label,
         "model_sha256": model_sha256(model, checkpoint),
         "protocol": asdict(config),
+        "preprocessing": {
+            "record": effective.to_dict(),
+            "source": base_source,
+            "overridden": overridden,
+        },
         "manifest_sha256": manifest_sha256(rows),
         "targets": len(rows),
         "cases": len(cases),
@@ -437,7 +485,9 @@ def evaluate(
                 logger.info("%s/%s: already written, skipped (--resume)", dataset, case_id)
                 continue
             case_rows = by_case.get_group((dataset, split, case_id))
-            context = _CaseContext(model, config, amp_dtype, label, seen, class_masks, out_dir)
+            context = _CaseContext(
+                model, config, effective, amp_dtype, label, seen, class_masks, out_dir
+            )
             records, overlays = context.run(root, case_rows, workers)
             _write_views(views, overlays)
             write_results(results_table(records), part)
@@ -461,6 +511,7 @@ class _CaseContext:
         self,
         model: torch.nn.Module,
         config: ProtocolConfig,
+        preprocessing: Preprocessing,
         amp_dtype: torch.dtype | None,
         label: str,
         seen: set[tuple[str, str]],
@@ -469,6 +520,7 @@ class _CaseContext:
     ) -> None:
         self.model = model
         self.config = config
+        self.preprocessing = preprocessing
         self.amp_dtype = amp_dtype
         self.label = label
         self.seen = seen
@@ -506,20 +558,22 @@ class _CaseContext:
 
             display, run_one = case_runner(self.model, image, config, self.amp_dtype)
         else:
-            grid = grid_for_image(image, config.orientation, config.spacing_mm)
-            display = normalised_image(image, first["modality"], self.model)
-            background = float(display.min())
+            prepared = self.preprocessing.prepare(
+                np.asarray(image.dataobj), first["modality"], image.affine, lazy=True
+            )
+            display = prepared.volume
 
             def run_one(reference: np.ndarray, generator: torch.Generator) -> TargetResult:
                 return run_full(
                     self.model,
-                    display,
+                    prepared.volume,
                     reference,
-                    grid,
+                    prepared.grid,
                     config,
                     generator,
                     amp_dtype=self.amp_dtype,
-                    background=background,
+                    background=prepared.background,
+                    crop_transform=prepared.crop_transform,
                 )
 
         def target(row) -> tuple[np.ndarray, TargetResult]:
@@ -573,18 +627,17 @@ class _CaseContext:
 
 
 def normalised_image(
-    image: nib.Nifti1Image, modality: str, model: torch.nn.Module
+    image: nib.Nifti1Image,
+    modality: str,
+    model: torch.nn.Module,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> NormalisedVolume | np.ndarray:
-    """The image as the ``full`` protocol reads it, normalised as ``model`` expects.
-
-    z-score models (SAM-Med3D's scaling) get a :class:`~.volume.NormalisedVolume`: the stored
-    voxels, normalised per crop, so no float copy of the volume is made; others (percentile
-    scaling) a normalised float32 copy.
-    """
-    scaling = getattr(getattr(model, "config", None), "input_scaling", "zscore")
-    if scaling != "zscore":
-        return normalise_intensity(np.asarray(image.dataobj), modality, scaling=scaling)
-    return NormalisedVolume.from_image(image, modality)
+    """The image as the ``full`` protocol reads it: the model's preprocessing record
+    (:func:`~.models.model_preprocessing`) applied with ``lazy=True``, so z-score models get a
+    :class:`~neurosam3d.transforms.volume.NormalisedVolume` (the stored voxels, normalised per
+    crop: no float copy of the volume); other rules a float32 array."""
+    record, _ = model_preprocessing(model, checkpoint)
+    return record.prepare(np.asarray(image.dataobj), modality, image.affine, lazy=True).volume
 
 
 def _overlay(title, display, reference, prediction, affine) -> OverlaySlice:
@@ -673,6 +726,8 @@ def summarise(out_dir: str | os.PathLike[str]) -> EvaluationReport:
         view = _read_views(views)[index]
         overlays.append(plot_overlay(view, safe_join(out_dir, "overlays", f"{rank:02d}_{key}.png")))
     summary = _summary(results, record["model"], record["protocol"], record["manifest_sha256"])
+    if "preprocessing" in record:
+        summary["preprocessing"] = record["preprocessing"]
     summary_path = out_dir / "summary.json"
     atomic_write_bytes(
         summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode()
@@ -746,6 +801,15 @@ class _CasePrediction:
         legend = json.dumps(self.legend, indent=2, sort_keys=True) + "\n"
         atomic_write_bytes(path.with_name(f"{self.case_id}.json"), legend.encode())
         return path
+
+
+def _spacing_value(spacing: Any) -> float | list[float] | str | None:
+    """The protocol's ``spacing_mm`` option: one number when isotropic (as before the record),
+    else three; ``"native"`` or None as given."""
+    if spacing is None or isinstance(spacing, str):
+        return None if spacing is None else spacing.lower()
+    values = [float(v) for v in np.atleast_1d(spacing)]
+    return values[0] if len(set(values)) == 1 else values
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -19,15 +19,15 @@ from user (or simulated) clicks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from neurosam3d.evaluation.geometry import Box, GridMap
 from neurosam3d.evaluation.session import WindowSession, predict_sessions
 from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, Stitcher, border_neighbours, union_box
+from neurosam3d.transforms.geometry import Box, GridMap
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +63,11 @@ class GrowingWindows:
     """The windows of one structure and their stitched prediction (module docstring).
 
     ``image``: normalised original-grid volume (an array or a
-    :class:`~neurosam3d.evaluation.volume.NormalisedVolume`); ``grid``: its working grid; ``background``: the
+    :class:`~neurosam3d.transforms.volume.NormalisedVolume`); ``grid``: its working grid; ``background``: the
     padding value of crops; ``box_prompt``: optional ``(6,)`` working-voxel box given to models
-    with box prompts; ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU).
+    with box prompts; ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU);
+    ``crop_transform``: per-window intensity normalisation (a per-crop rule of the model's
+    :class:`~neurosam3d.transforms.Preprocessing`), or None.
     """
 
     def __init__(
@@ -80,8 +82,10 @@ class GrowingWindows:
         max_windows: int = DEFAULT_MAX_WINDOWS,
         box_prompt: np.ndarray | None = None,
         amp_dtype: torch.dtype | None = None,
+        crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.model = model
+        self.crop_transform = crop_transform
         self.image = image
         self.grid = grid
         self.background = background
@@ -133,6 +137,7 @@ class GrowingWindows:
             self.background,
             box_prompt=self.box_prompt,
             amp_dtype=self.amp_dtype,
+            crop_transform=self.crop_transform,
         )
         self._cover(boxes)
         for box, p in zip(boxes, probs, strict=True):

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from neurosam3d.transforms import Preprocessing
+
 logger = logging.getLogger(__name__)
 
 MODEL_URI_PREFIX = "models:/"
@@ -92,6 +94,25 @@ def trained_pairs_from_checkpoint(path: str | os.PathLike[str]) -> set[tuple[str
     if recorded is None:
         return None
     return {(str(d), str(c)) for d, c in recorded}
+
+
+def model_preprocessing(
+    model: torch.nn.Module, checkpoint: str | os.PathLike[str] | None
+) -> tuple[Preprocessing, str]:
+    """The :class:`~neurosam3d.transforms.Preprocessing` of a model: ``(record, where from)``.
+
+    From ``checkpoint`` when given (:func:`neurosam3d.model.read_preprocessing`: its record, or
+    the default of its kind); else the module's ``preprocessing`` attribute (a training module
+    has one); else :meth:`Preprocessing.native` at the model's input size.
+    """
+    if checkpoint is not None:
+        from neurosam3d.model import read_preprocessing
+
+        return read_preprocessing(checkpoint)
+    attached = getattr(model, "preprocessing", None)
+    if isinstance(attached, Preprocessing):
+        return attached, "module"
+    return Preprocessing.native(getattr(model, "img_size", None)), "native default"
 
 
 def resolve_device(device: str) -> str:

@@ -5,7 +5,7 @@ Three protocols, named in every result row (``protocol`` column):
 ``full`` (default, :func:`run_full`), for an image and its binary reference mask on the
 original grid:
 
-1. the working grid (optional reorientation and resampling, :mod:`.geometry`) is planned, and
+1. the working grid (optional reorientation and resampling, :mod:`neurosam3d.transforms.geometry`) is planned, and
    windows of the model's input size are laid over the reference's bounding box (one window
    centred on it, as SAM-Med3D crops, or a tiling for larger targets, :mod:`.windows`);
 2. ``clicks`` clicks are simulated with a named, seeded rule from :mod:`neurosam3d.prompts` on
@@ -17,7 +17,7 @@ original grid:
    reaches, is added and seeded with a positive click at the mask's deepest voxel inside it
    (``seeded_clicks``, not counted as clicks). A window's embedding is computed once;
 4. after every click the stitched probabilities are mapped back onto the original grid **inside
-   the footprint of the windows only** (:func:`~.geometry.box_to_footprint`), thresholded at 0.5,
+   the footprint of the windows only** (:func:`~neurosam3d.transforms.geometry.box_to_footprint`), thresholded at 0.5,
    and scored there against the reference (Dice, NSD, voxel counts,
    :meth:`~.metrics.ReferenceScorer.score_box`; what lies outside is computed once). The
    target's score is that of its **final** click, never its best.
@@ -40,12 +40,12 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, GridMap, box_to_footprint, sample_mask
 from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
 from neurosam3d.evaluation.metrics import DEFAULT_NSD_TOLERANCE_MM, MaskScores, ReferenceScorer
 from neurosam3d.evaluation.windows import (
@@ -56,6 +56,7 @@ from neurosam3d.evaluation.windows import (
     union_box,
 )
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
+from neurosam3d.transforms.geometry import Box, GridMap, box_to_footprint, sample_mask
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,13 @@ class ProtocolConfig:
 
     ``protocol``: ``"full"``, ``"sam-med3d"`` or ``"slice2d"``; ``nsd_tolerance_mm``: ``None``
     takes the protocol's default (2 mm for ``full`` and ``slice2d``, 1 mm for ``sam-med3d``);
-    ``orientation``/``spacing_mm``: working grid of ``full`` (``None`` keeps the stored axes /
-    spacing; ``sam-med3d`` fixes RAS and 1.5 mm itself, ``slice2d`` RAS at the native spacing);
-    ``overlap``: window overlap fraction; ``max_windows``: most windows a target grows into
-    (``full``); ``threshold``: probability above which a voxel is foreground.
+    ``orientation``/``spacing_mm``: the working-grid options given to ``full`` (``None``: the
+    model's preprocessing record decides; ``"native"``: the stored axes / native grid; the grid
+    itself is planned from the record with these applied,
+    :class:`~neurosam3d.transforms.Preprocessing`; ``sam-med3d`` fixes RAS and 1.5 mm itself,
+    ``slice2d`` RAS at the native spacing); ``overlap``: window overlap fraction;
+    ``max_windows``: most windows a target grows into (``full``); ``threshold``: probability
+    above which a voxel is foreground.
     """
 
     clicks: int = DEFAULT_CLICKS
@@ -86,7 +90,7 @@ class ProtocolConfig:
     seed: int = 0
     nsd_tolerance_mm: float | None = None
     orientation: str | None = None
-    spacing_mm: float | None = None
+    spacing_mm: float | list[float] | str | None = None
     overlap: float = DEFAULT_OVERLAP
     threshold: float = 0.5
     protocol: str = FULL
@@ -185,14 +189,16 @@ def run_full(
     *,
     amp_dtype: torch.dtype | None = None,
     background: float | None = None,
+    crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> TargetResult:
     """Run the ``full`` click loop on one target and score every click on the original grid.
 
     ``image``: normalised volume on the original grid (I x J x K; a float32 array or a
-    :class:`~neurosam3d.evaluation.volume.NormalisedVolume`, read per crop); ``reference``: bool
+    :class:`~neurosam3d.transforms.volume.NormalisedVolume`, read per crop); ``reference``: bool
     mask on the same grid, not empty; ``grid``: the working grid of that image (:func:`plan_grid`);
     ``background``: padding value of crops (default ``image.min()``; pass it to save a pass over
-    the volume per target).
+    the volume per target); ``crop_transform``: per-window normalisation of per-crop intensity
+    rules (:class:`~neurosam3d.transforms.PreparedImage`), or None.
     """
     size = int(model.img_size)
     background = float(image.min()) if background is None else background
@@ -206,6 +212,7 @@ def run_full(
         threshold=config.threshold,
         max_windows=config.max_windows,
         amp_dtype=amp_dtype,
+        crop_transform=crop_transform,
     )
     windows.lay(plan_windows(lo, hi, size, overlap=config.overlap))
     scorer = ReferenceScorer(reference, grid.original_spacing, config.nsd_tolerance_mm)

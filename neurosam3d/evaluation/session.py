@@ -8,13 +8,13 @@ relative to the window, i.e. as voxel indices of the model input along its last 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import Box, GridMap, sample_box
 from neurosam3d.evaluation.windows import PROBABILITY_DTYPE
+from neurosam3d.transforms.geometry import Box, GridMap, sample_box
 
 #: Most windows decoded in one batch: a batch's upsampled probabilities and mask take about
 #: 20 MB per 128^3 window, so larger batches cost memory for little CPU time.
@@ -53,14 +53,18 @@ class WindowSession:
         grid: GridMap,
         background: float,
         amp_dtype: torch.dtype | None = None,
+        crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
-        """Sample the crop from the normalised original-grid ``image`` and encode it (once)."""
+        """Sample the crop from the normalised original-grid ``image`` and encode it (once);
+        ``crop_transform``: per-window normalisation (per-crop intensity rules), or None."""
         if self.embedding is not None:
             return
         from neurosam3d.model import Predictor
 
         device = next(model.parameters()).device
         volume = sample_box(image, grid, self.box, order=1, cval=background)
+        if crop_transform is not None:
+            volume = crop_transform(volume)
         predictor = Predictor(model, device=device, amp_dtype=amp_dtype)
         predictor.set_image(torch.from_numpy(volume)[None, None])
         self.embedding = predictor.embedding
@@ -95,6 +99,7 @@ def predict_sessions(
     box_prompt: np.ndarray | None = None,
     amp_dtype: torch.dtype | None = None,
     max_batch: int = DEFAULT_DECODE_BATCH,
+    crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Predict every session from all its clicks and its last logits; probabilities per session.
 
@@ -111,7 +116,7 @@ def predict_sessions(
 
     device = next(model.parameters()).device
     for session in sessions:
-        session.encode(model, image, grid, background, amp_dtype)
+        session.encode(model, image, grid, background, amp_dtype, crop_transform)
     groups: dict[tuple[int, bool], list[int]] = {}
     for index, session in enumerate(sessions):
         groups.setdefault((len(session.points), session.logits is None), []).append(index)

@@ -39,13 +39,6 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import (
-    Box,
-    GridMap,
-    box_to_footprint,
-    grid_for_image,
-    sample_box,
-)
 from neurosam3d.evaluation.metrics import ReferenceScorer
 from neurosam3d.evaluation.protocol import (
     SLICE2D,
@@ -55,6 +48,13 @@ from neurosam3d.evaluation.protocol import (
     _working_bbox,
 )
 from neurosam3d.prompts import get_click_rule
+from neurosam3d.transforms.geometry import (
+    Box,
+    GridMap,
+    box_to_footprint,
+    grid_for_image,
+    sample_box,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Sliding windows over the working grid: plan, extend and stitch.
 
-A window is a :class:`~neurosam3d.evaluation.geometry.Box` of the model's input size (``size``
+A window is a :class:`~neurosam3d.transforms.geometry.Box` of the model's input size (``size``
 voxels per axis, working grid). A target that fits in one window gets one window centred on its
 bounding box (SAM-Med3D's crop); a larger one gets a regular tiling with ``overlap`` that covers
 it. The bounding box is grown by ``margin`` voxels first, so a target that would touch a window
@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from neurosam3d.evaluation.geometry import Box, Vec3
+from neurosam3d.transforms.geometry import Box, Vec3, centred_start
 
 #: Default fraction of a window shared with its neighbour along an axis.
 DEFAULT_OVERLAP = 0.25
@@ -26,7 +26,7 @@ def _axis_starts(lo: float, hi: float, size: int, overlap: float) -> list[int]:
     """Window starts along one axis that cover ``[lo, hi)`` (voxels) with windows of ``size``."""
     extent = hi - lo
     if extent <= size:
-        return [math.floor((lo + hi) / 2 - size / 2 + 0.5)]
+        return [int(centred_start(np.array(lo), np.array(hi), size))]
     stride = max(1, math.floor(size * (1.0 - overlap)))
     count = math.ceil((extent - size) / stride) + 1
     first, last = math.floor(lo), math.ceil(hi) - size

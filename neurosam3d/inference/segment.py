@@ -1,7 +1,8 @@
 """Segment one structure of a volume from user clicks (no reference needed).
 
-1. The working grid is planned (:mod:`neurosam3d.evaluation.geometry`) and windows of the model's
-   input size are laid over the clicks (and the optional box); every window gets the clicks that
+1. The image is prepared by the model's :class:`~neurosam3d.transforms.Preprocessing` record
+   (working grid, intensity rule: :meth:`Preprocessing.prepare`, what training, evaluation and
+   the registered model use) and windows of the model's input size are laid over the clicks (and the optional box); every window gets the clicks that
    fall inside it, fed one at a time with the previous low-resolution logits, as in training.
 2. The prediction is then made whole by :class:`~neurosam3d.evaluation.growth.GrowingWindows`
    (the mechanism the evaluation's ``full`` protocol uses): every laid window the stitched mask
@@ -21,10 +22,10 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.geometry import box_to_original, grid_for_image
 from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
 from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, plan_windows
-from neurosam3d.training.intensity import normalise_intensity
+from neurosam3d.transforms import Preprocessing
+from neurosam3d.transforms.geometry import box_to_original
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,7 @@ def segment(
     *,
     box: np.ndarray | None = None,
     modality: str = "auto",
-    orientation: str | None = None,
-    spacing_mm: float | None = None,
+    preprocessing: Preprocessing | None = None,
     overlap: float = DEFAULT_OVERLAP,
     max_windows: int = DEFAULT_MAX_WINDOWS,
     threshold: float = 0.5,
@@ -65,15 +65,18 @@ def segment(
 
     ``points``: ``N x 3`` original voxel indices (float); ``labels``: ``N`` ints, 1 foreground,
     0 background (at least one 1); ``box``: optional ``2 x 3`` inclusive original voxel corners.
-    ``modality`` (``"CT"``, ``"MR"`` or ``"auto"``) picks the intensity normalisation;
-    ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16`` on a GPU).
+    ``modality`` (``"CT"``, ``"MR"`` or ``"auto"``) picks the CT window or not;
+    ``preprocessing``: the model's record (default :meth:`Preprocessing.native`: stored axes,
+    native grid, CT window + z-score); ``amp_dtype``: autocast dtype (e.g. ``torch.bfloat16``
+    on a GPU).
     """
     volume = np.asarray(image.dataobj)
     if modality == "auto":
         modality = guess_modality(volume)
-    normalised = normalise_intensity(volume, modality)
-    grid = grid_for_image(image, orientation, spacing_mm)
     size = int(model.img_size)
+    preprocessing = preprocessing or Preprocessing.native(size)
+    prepared = preprocessing.prepare(volume, modality, image.affine)
+    grid = prepared.grid
     working = grid.to_working(np.asarray(points, dtype=np.float64))
     box_working = None
     extent = working
@@ -87,9 +90,10 @@ def segment(
     )
     windows = GrowingWindows(
         model,
-        normalised,
+        prepared.volume,
         grid,
-        background=float(normalised.min()),
+        background=prepared.background,
+        crop_transform=prepared.crop_transform,
         overlap=overlap,
         threshold=threshold,
         max_windows=max_windows,

@@ -17,6 +17,7 @@ from neurosam3d.model.checkpoint import (
     KeyReport,
     inspect_checkpoint,
     load_checkpoint,
+    read_preprocessing,
 )
 from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig, get_config
 from neurosam3d.model.detect import detect_config
@@ -49,6 +50,7 @@ __all__ = [
     "inspect_checkpoint",
     "load_checkpoint",
     "load_pretrained_encoder",
+    "read_preprocessing",
     "read_state_dict",
     "save_safetensors",
 ]

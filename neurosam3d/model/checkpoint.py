@@ -21,6 +21,12 @@ from neurosam3d.model.detect import config_from_metadata, detect_config
 from neurosam3d.model.formats import CheckpointError, read_state_dict
 from neurosam3d.model.sam2d import SAM2D_CONFIGS, Sam2D, Sam2DConfig
 from neurosam3d.model.sam3d import Sam3D
+from neurosam3d.transforms.preprocessing import (
+    PREPROCESSING_KEY,
+    Preprocessing,
+    PreprocessingError,
+    record_from_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,9 +173,34 @@ def _recorded_or_detected(path: str | os.PathLike[str], contents: Any) -> ModelC
     return cfg
 
 
+def read_preprocessing(path: str | os.PathLike[str]) -> tuple[Preprocessing, str]:
+    """The :class:`~neurosam3d.transforms.Preprocessing` of a checkpoint: ``(record, where)``.
+
+    ``where`` is ``"recorded"`` (the file holds one), ``"upstream default"`` (a release-format
+    file without one: SAM-Med3D's RAS, 1.5 mm, per-crop z-score) or ``"native default"`` (any
+    other file without one: stored axes, native grid, CT [-1000, 1000] + z-score);
+    :func:`neurosam3d.transforms.record_from_metadata`. The input size comes from the weights
+    when the record has none.
+    """
+    contents = read_state_dict(path)
+    return _preprocessing_of(path, contents)
+
+
+def _preprocessing_of(path: str | os.PathLike[str], contents: Any) -> tuple[Preprocessing, str]:
+    try:
+        size = _recorded_or_detected(path, contents).img_size
+    except CheckpointError:
+        size = None
+    try:
+        return record_from_metadata(contents.metadata, contents.format, size, path)
+    except PreprocessingError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
 @dataclass
 class CheckpointInfo:
-    """What :func:`inspect_checkpoint` reports."""
+    """What :func:`inspect_checkpoint` reports (``preprocessing``/``preprocessing_source``:
+    :func:`read_preprocessing`)."""
 
     path: str
     format: str
@@ -179,6 +210,8 @@ class CheckpointInfo:
     num_parameters: int
     report: KeyReport
     metadata: dict[str, Any]
+    preprocessing: Preprocessing | None = None
+    preprocessing_source: str = ""
 
 
 def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
@@ -193,7 +226,14 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
     report = compare_state_dicts(contents.state_dict, model.state_dict())
     params = {k for k, _ in model.named_parameters()}
     num_parameters = sum(v.numel() for k, v in contents.state_dict.items() if k in params)
-    simple = {k: v for k, v in contents.metadata.items() if isinstance(v, int | float | str | bool)}
+    simple = {
+        k: v
+        for k, v in contents.metadata.items()
+        if isinstance(v, int | float | str | bool) and k != PREPROCESSING_KEY
+    }
+    preprocessing, source = (
+        _preprocessing_of(path, contents) if isinstance(cfg, ModelConfig) else (None, "")
+    )
     return CheckpointInfo(
         str(path),
         contents.format,
@@ -203,4 +243,6 @@ def inspect_checkpoint(path: str | os.PathLike[str]) -> CheckpointInfo:
         num_parameters,
         report,
         simple,
+        preprocessing,
+        source,
     )

@@ -40,7 +40,7 @@ class ModelConfig:
     The window and global-attention fields do not apply to it. ``input_scaling`` is the
     intensity normalisation the model's weights expect (``"zscore"``: SAM-Med3D's per-volume
     z-score; ``"percentile"``: each volume's 0.05 / 99.95 percentiles mapped to [-1, 1], as
-    3DINO was pretrained), see :func:`neurosam3d.training.intensity.normalise_intensity`.
+    3DINO was pretrained), see :func:`neurosam3d.transforms.intensity.normalise_intensity`.
     """
 
     img_size: int = 128

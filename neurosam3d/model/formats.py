@@ -32,6 +32,7 @@ import torch
 from neurosam3d.io.atomic import atomic_path
 from neurosam3d.model.config import MODEL_CONFIGS
 from neurosam3d.model.sam3d import Sam3D
+from neurosam3d.transforms.preprocessing import PREPROCESSING_KEY, Preprocessing
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ def export_checkpoint(
     path: str | os.PathLike[str],
     fmt: ExportFormat = "release",
     epoch: int = 0,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
     """Write weights atomically in a format other tools read; return the path.
 
@@ -155,7 +157,12 @@ def export_checkpoint(
     * ``"safetensors"``: the state dict, with the configuration as JSON metadata;
     * ``"lightning"``: ``{"state_dict": {"model.<key>": ...}, "epoch", "global_step", ...}``.
 
-    Weights are stored as contiguous float32 CPU tensors.
+    ``preprocessing``: the model's :class:`~neurosam3d.transforms.Preprocessing` record, stored
+    under :data:`~neurosam3d.transforms.PREPROCESSING_KEY` (inside ``args`` for the release
+    format, so upstream tools still load the file; JSON metadata for safetensors); ``None``
+    writes none (readers then take the default of the format). Weights are stored as
+    contiguous float32 CPU tensors; nothing time- or machine-dependent is written, so the same
+    model gives the same bytes.
     """
     if fmt not in ("release", "safetensors", "lightning"):
         raise ValueError(f"unknown export format {fmt!r}; choose release, safetensors or lightning")
@@ -169,13 +176,18 @@ def export_checkpoint(
         if fmt == "safetensors":
             from safetensors.torch import save_file
 
-            save_file(sd, str(tmp), metadata={"neurosam3d_config": json.dumps(cfg.to_dict())})
+            metadata = {"neurosam3d_config": json.dumps(cfg.to_dict())}
+            if preprocessing is not None:
+                metadata[PREPROCESSING_KEY] = preprocessing.to_json()
+            save_file(sd, str(tmp), metadata=metadata)
         elif fmt == "release":
             args = argparse.Namespace(
                 model_type="vit_b_ori" if cfg == MODEL_CONFIGS["sam_med3d"] else "custom",
                 img_size=cfg.img_size,
                 neurosam3d_config=cfg.to_dict(),
             )
+            if preprocessing is not None:
+                setattr(args, PREPROCESSING_KEY, preprocessing.to_dict())
             payload = {
                 "epoch": epoch,
                 "model_state_dict": sd,
@@ -199,16 +211,25 @@ def export_checkpoint(
                 "global_step": 0,
                 "pytorch-lightning_version": version("lightning"),
             }
+            if preprocessing is not None:
+                payload[PREPROCESSING_KEY] = preprocessing.to_dict()
             torch.save(payload, tmp)
     logger.info("wrote %s checkpoint %s", fmt, path)
     return path
 
 
-def export_release(model: Sam3D, path: str | os.PathLike[str], epoch: int = 0) -> Path:
+def export_release(
+    model: Sam3D,
+    path: str | os.PathLike[str],
+    epoch: int = 0,
+    preprocessing: Preprocessing | None = None,
+) -> Path:
     """Shorthand for ``export_checkpoint(model, path, fmt="release")``."""
-    return export_checkpoint(model, path, fmt="release", epoch=epoch)
+    return export_checkpoint(model, path, fmt="release", epoch=epoch, preprocessing=preprocessing)
 
 
-def save_safetensors(model: Sam3D, path: str | os.PathLike[str]) -> Path:
+def save_safetensors(
+    model: Sam3D, path: str | os.PathLike[str], preprocessing: Preprocessing | None = None
+) -> Path:
     """Shorthand for ``export_checkpoint(model, path, fmt="safetensors")``."""
-    return export_checkpoint(model, path, fmt="safetensors")
+    return export_checkpoint(model, path, fmt="safetensors", preprocessing=preprocessing)

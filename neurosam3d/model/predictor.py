@@ -4,6 +4,7 @@
 
     predictor = Predictor(model, device="cpu")
     predictor.set_image(volume)                     # 1 x in_chans x S x S x S, float
+    predictor.set_window(record.prepare(image, "CT", affine), box)  # or: as the record says
     out = predictor.predict(points, labels)         # B x N x 3 voxel indices, B x N labels
     out = predictor.predict(points2, labels2, mask_input=out.low_res_logits)
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from neurosam3d.model.sam3d import Sam3D
+from neurosam3d.transforms.geometry import Box
+from neurosam3d.transforms.preprocessing import PreparedImage
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,16 @@ class Predictor:
         with torch.inference_mode(), self._autocast():
             emb = self.model.image_encoder(volume.to(self.device, torch.float32))
         self._embedding = emb.float()
+
+    def set_window(self, prepared: PreparedImage, box: Box) -> None:
+        """Encode the model input of working-grid ``box`` of an image prepared by the model's
+        preprocessing record (``Preprocessing.prepare``: what evaluation, ``predict`` and the
+        registered model feed the encoder); points of :meth:`predict` are then voxel indices
+        relative to ``box.start`` (``working - box.start``)."""
+        size = self.model.config.img_size
+        if tuple(box.size) != (size,) * 3:
+            raise ValueError(f"the window must be the model input size {size}^3, got {box.size}")
+        self.set_image(torch.from_numpy(prepared.window(box))[None, None])
 
     def _check_prompts(
         self,

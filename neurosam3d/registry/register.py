@@ -6,7 +6,8 @@ image and clicks in, a mask out) whose artifacts are the weights (``weights.safe
 only checkpoint file in the model, which ``models:/NAME@ALIAS`` resolves to) and the
 architecture (``config.json``); beside it in the run, the raw checkpoint in the SAM-Med3D release
 format (``release/``), the evaluation's tables (``log_table``), plot and summary. Version tags:
-data version, git commit, training-manifest hash, checkpoint hash and the evaluation scores the
+data version, git commit, training-manifest hash, checkpoint hash, the preprocessing record
+(``neurosam3d.preprocessing``, JSON; the weights file holds it too) and the evaluation scores the
 promotion gate reads, with the evaluation manifest hash and protocol fingerprint
 (:mod:`neurosam3d.registry.tags`).
 
@@ -20,10 +21,13 @@ again; its version gets the new evaluation's scores, is returned and made ``@cha
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -33,12 +37,25 @@ from neurosam3d.registry import tags as T
 from neurosam3d.registry.gate import EvalScores, TargetScore
 from neurosam3d.registry.lock import registry_lock
 from neurosam3d.registry.promotion import set_scores
+from neurosam3d.transforms import Preprocessing
 
 log = logging.getLogger(__name__)
 
 #: Evaluation tables logged with ``log_table`` (MLflow caps a run at about 80 tables).
 LOGGED_TABLES = ("categories", "by_category", "by_dataset", "by_modality", "by_class")
-_REQUIREMENTS = ("torch", "numpy", "pandas", "nibabel", "safetensors", "scipy", "pyyaml", "isal")
+#: What the logged package code imports when the pyfunc loads and predicts (torchio: upstream's
+#: per-crop normalisation of release models).
+_REQUIREMENTS = (
+    "torch",
+    "numpy",
+    "pandas",
+    "nibabel",
+    "safetensors",
+    "scipy",
+    "pyyaml",
+    "isal",
+    "torchio",
+)
 
 
 @dataclass(frozen=True)
@@ -192,16 +209,51 @@ def _training_run(
     return run.info.run_id, experiment_id
 
 
-def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path]:
-    """Weights (safetensors), architecture (JSON) and release-format checkpoint of ``checkpoint``."""
-    from neurosam3d.model import export_release, load_checkpoint, save_safetensors
+def _export(checkpoint: Path, folder: Path) -> tuple[Path, Path, Path, Preprocessing]:
+    """Weights (safetensors), architecture (JSON) and release-format checkpoint of
+    ``checkpoint``, both checkpoints with its preprocessing record (returned too)."""
+    from neurosam3d.model import (
+        export_release,
+        load_checkpoint,
+        read_preprocessing,
+        save_safetensors,
+    )
 
     model = load_checkpoint(checkpoint)
-    weights = save_safetensors(model, folder / "weights.safetensors")
+    preprocessing, source = read_preprocessing(checkpoint)
+    log.info("%s: preprocessing %s (%s)", checkpoint, preprocessing.describe(), source)
+    weights = save_safetensors(model, folder / "weights.safetensors", preprocessing)
     config = folder / "config.json"
     config.write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
-    release = export_release(model, folder / "release" / f"{checkpoint.stem}.pth")
-    return weights, config, release
+    release = export_release(
+        model, folder / "release" / f"{checkpoint.stem}.pth", preprocessing=preprocessing
+    )
+    return weights, config, release, preprocessing
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(mlflow: Any, uri: str) -> Iterator[None]:
+    """MLflow's fluent API at ``uri`` for the block only: ``mlflow.set_tracking_uri`` also sets
+    ``$MLFLOW_TRACKING_URI``, which would otherwise send later runs of this process (a
+    training, another registration) to this store."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(saved)  # None unsets the variable again
+
+
+def _package_copy(folder: Path) -> Path:
+    """A clean copy of this package (no ``__pycache__``) for the model's ``code_paths``."""
+    import shutil
+
+    import neurosam3d
+
+    source = Path(neurosam3d.__file__).parent
+    target = folder / "code" / "neurosam3d"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 def _log_evaluation(mlflow: Any, evaluation_dir: Path) -> None:
@@ -238,8 +290,9 @@ def register_model(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+    from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
     from neurosam3d.registry.pyfunc import PromptableSegmenter
 
     trained = None
@@ -279,20 +332,23 @@ def register_model(
             signature = ModelSignature(
                 inputs=Schema([ColSpec("string", "image"), ColSpec("string", "points")]),
                 outputs=Schema([ColSpec("string", "mask"), ColSpec("long", "voxels")]),
+                params=ParamSchema([ParamSpec("max_windows", "long", DEFAULT_MAX_WINDOWS)]),
             )
-            mlflow.set_tracking_uri(tracking_uri)
-            with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
-                weights, config, release = _export(checkpoint, Path(tmp))
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=PromptableSegmenter(),
-                    artifacts={"weights": str(weights), "config": str(config)},
-                    pip_requirements=_requirements(),
-                    signature=signature,
-                )
-                mlflow.log_artifact(str(release), "release")
-                _log_evaluation(mlflow, evaluation_dir)
-            registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+            with _global_tracking_uri(mlflow, tracking_uri):
+                with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+                    weights, config, release, preprocessing = _export(checkpoint, Path(tmp))
+                    version_tags[T.PREPROCESSING] = preprocessing.to_json()
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=PromptableSegmenter(),
+                        artifacts={"weights": str(weights), "config": str(config)},
+                        pip_requirements=_requirements(),
+                        code_paths=[str(_package_copy(Path(tmp)))],
+                        signature=signature,
+                    )
+                    mlflow.log_artifact(str(release), "release")
+                    _log_evaluation(mlflow, evaluation_dir)
+                registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
             version, created = str(registered.version), True
             log.info("registered %s v%s from run %s", name, version, run_id)
         client.set_registered_model_alias(name, T.CHALLENGER, version)

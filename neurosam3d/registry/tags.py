@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 PREFIX = "neurosam3d."
 DATA_VERSION = PREFIX + "data_version"
 GIT_COMMIT = PREFIX + "git_commit"
+#: the version's :class:`~neurosam3d.transforms.Preprocessing` record (JSON)
+PREPROCESSING = PREFIX + "preprocessing"
 TRAIN_MANIFEST_SHA256 = PREFIX + "train_manifest_sha256"
 CHECKPOINT_SHA256 = PREFIX + "checkpoint_sha256"
 EVAL_MANIFEST_SHA256 = PREFIX + "eval.manifest_sha256"

@@ -14,7 +14,7 @@ gzip volume and holds no per-row copies of anything (docs/manifest.md, "Training
 - ``manifests/<DATASET>_store.parquet`` and the combined ``<root>/store.parquet`` (schema
   ``neurosam3d.data.schema.STORE_SCHEMA``): one row per case with the entry, what it was built
   from (image file size, each class's mask SHA-256) and the intensity statistics
-  (:class:`neurosam3d.training.intensity.IntensityStats`).
+  (:class:`neurosam3d.transforms.intensity.IntensityStats`).
 
 ``prepare`` writes entries while it writes the tree (:mod:`.encode`, from the arrays it has in
 memory); ``neurosam3d store build`` (:func:`.build.build_store`) derives them from an existing

@@ -27,6 +27,7 @@ from neurosam3d.io.nifti import load_nifti
 from neurosam3d.io.paths import safe_join
 from neurosam3d.store import layout
 from neurosam3d.store.encode import EntryBuilder
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,17 @@ def _case_rows(manifests: Sequence[Path]) -> dict[tuple[str, str, str], list[dic
     return cases
 
 
-def _up_to_date(root: Path, old: dict[str, Any] | None, rows: list[dict[str, Any]]) -> bool:
+def _up_to_date(
+    root: Path,
+    old: dict[str, Any] | None,
+    rows: list[dict[str, Any]],
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
+) -> bool:
     if old is None or old["format"] != layout.STORE_FORMAT:
+        return False
+    if old["window_low"] is not None and [old["window_low"], old["window_high"]] != list(
+        map(float, ct_window)
+    ):
         return False
     image = root / rows[0]["image_path"]
     if old["image_path"] != rows[0]["image_path"] or not image.is_file():
@@ -78,7 +88,9 @@ def _up_to_date(root: Path, old: dict[str, Any] | None, rows: list[dict[str, Any
     return sizes == old["entry_bytes"]
 
 
-def build_case(root: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def build_case(
+    root: Path, rows: list[dict[str, Any]], ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+) -> dict[str, Any]:
     """Write one case's entry from its tree files; return its store table row."""
     first = rows[0]
     image_path = safe_join(root, first["image_path"])
@@ -99,7 +111,7 @@ def build_case(root: Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
         box = tuple(slice(a, b) for a, b in zip(row["bbox_min"], row["bbox_max"], strict=True))
         builder.add(row["class_name"], box, mask, row["mask_sha256"])
     files, store_row = builder.encode(
-        image, first["modality"], first["image_path"], image_path.stat().st_size
+        image, first["modality"], first["image_path"], image_path.stat().st_size, ct_window
     )
     for rel, data in files.items():
         atomic_write_bytes(safe_join(root, rel), data, durable=False)
@@ -112,19 +124,22 @@ def build_store(
     *,
     workers: int = 1,
     progress: Progress | None = None,
+    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
 ) -> Path:
     """Build (or bring up to date) the store of the tree at ``root``; return ``store.parquet``.
 
     ``manifests``: the tree's manifests (default ``root/manifest.parquet``); the store tables
-    then list exactly their cases.
+    then list exactly their cases. ``ct_window``: the HU window of the CT cases' intensity
+    statistics (training's ``data.ct_window``; entries computed with another are rebuilt).
     """
+    ct_window = (float(ct_window[0]), float(ct_window[1]))
     root = Path(root).resolve()
     cases = _case_rows([Path(m) for m in manifests] or [root / "manifest.parquet"])
     old: dict[tuple[str, str, str], dict[str, Any]] = {}
     if (root / layout.STORE_TABLE).is_file():
         for row in pq.read_table(root / layout.STORE_TABLE).to_pylist():
             old[(row["dataset"], row["split"], row["case_id"])] = row
-    todo = [k for k in sorted(cases) if not _up_to_date(root, old.get(k), cases[k])]
+    todo = [k for k in sorted(cases) if not _up_to_date(root, old.get(k), cases[k], ct_window)]
     log.info("store of %s: %d cases, %d to build", root, len(cases), len(todo))
     built: dict[tuple[str, str, str], dict[str, Any]] = {}
     if workers > 1 and len(todo) > 1:
@@ -133,7 +148,12 @@ def build_store(
             for done, (key, row) in enumerate(
                 zip(
                     todo,
-                    pool.map(build_case, [root] * len(todo), [cases[k] for k in todo]),
+                    pool.map(
+                        build_case,
+                        [root] * len(todo),
+                        [cases[k] for k in todo],
+                        [ct_window] * len(todo),
+                    ),
                     strict=True,
                 ),
                 1,
@@ -143,7 +163,7 @@ def build_store(
                     progress(done, len(todo))
     else:
         for done, key in enumerate(todo, 1):
-            built[key] = build_case(root, cases[key])
+            built[key] = build_case(root, cases[key], ct_window)
             if progress:
                 progress(done, len(todo))
     rows = {k: built.get(k, old.get(k)) for k in cases}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from neurosam3d.store import layout
-from neurosam3d.training.intensity import intensity_stats
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW, intensity_stats
 
 
 def _codec(name: str) -> Any:
@@ -109,13 +109,19 @@ class EntryBuilder:
         self.digests.append(mask_sha256)
 
     def encode(
-        self, image: np.ndarray, modality: str, image_path: str, image_bytes: int
+        self,
+        image: np.ndarray,
+        modality: str,
+        image_path: str,
+        image_bytes: int,
+        ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
     ) -> tuple[dict[str, bytes], dict[str, Any]]:
         """``({relative path: bytes}, store table row)`` of the entry; ``image`` (i, j, k) is the
-        primary channel as the tree holds it, ``image_bytes`` the size of its tree file."""
+        primary channel as the tree holds it, ``image_bytes`` the size of its tree file;
+        ``ct_window``: the HU window of a CT case's intensity statistics."""
         if tuple(image.shape) != tuple(self.shape):
             raise ValueError(f"image shape {image.shape} is not the mask grid {self.shape}")
-        stats = intensity_stats(image, modality)
+        stats = intensity_stats(image, modality, ct_window)
         ncodes = len(self.sets)
         label_dtype = np.uint8 if ncodes <= 256 else np.uint16 if ncodes <= 65536 else np.uint32
         locations = np.concatenate(self.locations) if self.locations else np.zeros((0, 3))

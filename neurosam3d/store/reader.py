@@ -26,8 +26,8 @@ from neurosam3d.data.schema import STORE_SCHEMA, SchemaError, check_schema
 from neurosam3d.store import layout
 from neurosam3d.store.layout import StoreError
 from neurosam3d.training.crops import padded_crop
-from neurosam3d.training.intensity import IntensityStats, apply_intensity
 from neurosam3d.training.samples import SampleTable
+from neurosam3d.transforms.intensity import IntensityStats, apply_intensity
 
 _threads_set_in: int | None = None
 

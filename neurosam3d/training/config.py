@@ -27,9 +27,14 @@ class DataConfig:
 
     Paths in manifests are relative to ``root`` (the label-tree root); crops are read from its
     training store (``root/store.parquet``, written by ``neurosam3d prepare`` or
-    ``neurosam3d store build``). Crops are ``model.img_size``^3 voxels at the native grid.
-    ``ct_window`` must be the window the store's statistics were computed with (the default,
-    which evaluation and inference use too).
+    ``neurosam3d store build``). Crops are ``model.img_size``^3 voxels of the prepared grid.
+    ``orientation`` (axis codes, e.g. ``RAS``) and ``spacing_mm`` (mm per axis) say what that
+    grid is (what ``prepare --orientation/--spacing-mm`` made it; ``None``: the images' own);
+    training checks every case against them, and with ``ct_window`` they become the model's
+    :class:`~neurosam3d.transforms.Preprocessing` record, saved in every checkpoint, so
+    evaluation, ``predict`` and the registered model prepare inputs the same way.
+    ``ct_window`` must be the window the store's statistics were computed with
+    (``neurosam3d store build --ct-window``; default [-1000, 1000]).
     """
 
     root: str = "work/data"
@@ -52,6 +57,8 @@ class DataConfig:
     batch_size: int = 2
     num_workers: int = 0
     ct_window: tuple[float, float] = (-1000.0, 1000.0)
+    orientation: str | None = None
+    spacing_mm: tuple[float, float, float] | None = None
     #: torchio transforms, each ``{name: RandomFlip, ...kwargs}``, applied in order to train crops
     augment: tuple[dict[str, Any], ...] = ()
 

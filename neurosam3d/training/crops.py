@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from neurosam3d.transforms.geometry import centred_start
+
 
 def crop_start(centre: np.ndarray, crop_size: int) -> np.ndarray:
     """First voxel of a ``crop_size``^3 crop centred on voxel ``centre`` (3 ints, volume coords)."""
@@ -18,8 +20,15 @@ def crop_start(centre: np.ndarray, crop_size: int) -> np.ndarray:
 
 
 def bbox_centre(bbox_min: np.ndarray, bbox_max: np.ndarray) -> np.ndarray:
-    """Centre voxel of a [min, max) bounding box: the deterministic validation crop centre."""
+    """Centre voxel of a [min, max) bounding box."""
     return (np.asarray(bbox_min) + np.asarray(bbox_max) - 1) // 2
+
+
+def bbox_crop_start(bbox_min: np.ndarray, bbox_max: np.ndarray, crop_size: int) -> np.ndarray:
+    """First voxel of the validation crop of a [min, max) box: the window evaluation and
+    ``predict`` lay over it (:func:`neurosam3d.transforms.geometry.centred_start`), so a
+    validation crop is the window evaluation encodes for the same target."""
+    return centred_start(bbox_min, bbox_max, crop_size)
 
 
 def overlap(

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from neurosam3d.training.config import DataConfig
 from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
+from neurosam3d.training.preprocessing import check_training_grid
 from neurosam3d.training.samples import (
     SampleFilter,
     SampleTable,
@@ -84,6 +85,7 @@ class ManifestDataModule(L.LightningDataModule):
         cfg = self.cfg
         if stage in (None, "fit") and self.train_set is None:
             table = select_rows(cfg, cfg.train_manifests, cfg.train_splits)
+            check_training_grid(table, cfg)
             self.weights = sampling_weights(table, cfg.dataset_weights, cfg.class_weights)
             self.train_set = CropDataset(
                 table,
@@ -97,6 +99,7 @@ class ManifestDataModule(L.LightningDataModule):
             table = table.subset(evenly_spaced(len(table), cfg.val_max_items))
             if len(table) == 0:
                 raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
+            check_training_grid(table, cfg)
             self.val_set = CropDataset(table, self.crop_size, train=False, ct_window=cfg.ct_window)
             logger.info("validation on %d fixed crops", len(table))
 

@@ -29,9 +29,9 @@ from neurosam3d.store.reader import (
     read_target_crop,
 )
 from neurosam3d.training.augment import apply_augmentation, build_augmentation
-from neurosam3d.training.crops import bbox_centre, crop_start
-from neurosam3d.training.intensity import DEFAULT_CT_WINDOW
+from neurosam3d.training.crops import bbox_crop_start, crop_start
 from neurosam3d.training.samples import SampleTable
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW
 
 
 class CropDataset(Dataset):
@@ -75,9 +75,8 @@ class CropDataset(Dataset):
         """First voxel (3 int64) of the crop of ``row`` (training: drawn with ``seed``)."""
         if self.train:
             centre = random_centre(self.store, row, np.random.default_rng(seed))
-        else:
-            centre = bbox_centre(self.table.bbox_min[row], self.table.bbox_max[row])
-        return crop_start(centre, self.crop_size)
+            return crop_start(centre, self.crop_size)
+        return bbox_crop_start(self.table.bbox_min[row], self.table.bbox_max[row], self.crop_size)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         row, seed = (key, 0) if isinstance(key, int | np.integer) else key
@@ -87,7 +86,9 @@ class CropDataset(Dataset):
         image = read_image_crop(self.store, row, start, self.crop_size)
         mask = read_target_crop(self.store, row, start, self.crop_size, bbox)
         if self.transform is not None:
-            image, mask = apply_augmentation(self.transform, image, mask, seed)
+            image, mask = apply_augmentation(
+                self.transform, image, mask, seed, self.table.spacing[row]
+            )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None],
             "target": torch.from_numpy(np.ascontiguousarray(mask > 0, dtype=np.float32))[None],

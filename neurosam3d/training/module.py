@@ -20,7 +20,9 @@ from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
 from neurosam3d.training.checkpoints import drop_clock_state
 from neurosam3d.training.config import TrainConfig, config_from_dict
 from neurosam3d.training.interaction import run_interaction
+from neurosam3d.training.preprocessing import training_preprocessing
 from neurosam3d.training.schedules import lr_factor
+from neurosam3d.transforms import PREPROCESSING_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,8 @@ class InteractiveSegmentationModule(L.LightningModule):
                 f"trainer.monitor {self.cfg.trainer.monitor!r} must be one of {reported}"
             )
         self.model = build_network(self.cfg)
+        #: what the crops are (saved in every checkpoint; evaluation and predict read it)
+        self.preprocessing = training_preprocessing(self.cfg)
         self.train_rule = get_click_rule(clicks.rule)
         self.val_rule = get_click_rule(clicks.val_rule)
         self._val_sums: torch.Tensor | None = None
@@ -94,6 +98,7 @@ class InteractiveSegmentationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         drop_clock_state(checkpoint)  # the bytes depend on the training, not on the clock
         checkpoint[VAL_HISTORY_KEY] = [[step, dict(m)] for step, m in self.val_history]
+        checkpoint[PREPROCESSING_KEY] = self.preprocessing.to_dict()
         if self.trained_pairs is not None:
             checkpoint[TRAINED_PAIRS_KEY] = [list(p) for p in self.trained_pairs]
 

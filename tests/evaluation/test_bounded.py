@@ -12,18 +12,18 @@ import numpy as np
 import pytest
 import torch
 
-from neurosam3d.evaluation.geometry import (
+from neurosam3d.evaluation.metrics import ReferenceScorer, score_masks
+from neurosam3d.evaluation.protocol import ProtocolConfig, run_full, target_seed
+from neurosam3d.model import build_model
+from neurosam3d.transforms.geometry import (
     Box,
     box_to_footprint,
     box_to_original,
     grid_for_image,
     sample_box,
 )
-from neurosam3d.evaluation.metrics import ReferenceScorer, score_masks
-from neurosam3d.evaluation.protocol import ProtocolConfig, run_full, target_seed
-from neurosam3d.evaluation.volume import NormalisedVolume
-from neurosam3d.model import build_model
-from neurosam3d.training.intensity import intensity_stats, normalise_intensity
+from neurosam3d.transforms.intensity import intensity_stats, normalise_intensity
+from neurosam3d.transforms.volume import NormalisedVolume
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 CT_LABELS = SAMPLES / "nnUNet_raw/Dataset001_TotalSegCT/labelsTr/s0001.nii.gz"

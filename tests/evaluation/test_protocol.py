@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from neurosam3d.evaluation.geometry import grid_for_image
 from neurosam3d.evaluation.protocol import ProtocolConfig, run_target, target_seed
+from neurosam3d.transforms.geometry import grid_for_image
 
 from .oracle import OracleModel
 

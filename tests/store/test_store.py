@@ -21,8 +21,8 @@ from neurosam3d.store.build import build_store
 from neurosam3d.store.reader import bind_rows, read_image_crop, read_target_crop
 from neurosam3d.training.crops import padded_crop
 from neurosam3d.training.datasets import CropDataset
-from neurosam3d.training.intensity import normalise_intensity
 from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
+from neurosam3d.transforms.intensity import normalise_intensity
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
 CROP = 48

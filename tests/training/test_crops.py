@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurosam3d.evaluation.windows import plan_windows
 from neurosam3d.training.crops import bbox_centre, crop_start, padded_crop
 from neurosam3d.training.datamodule import evenly_spaced, select_rows
 from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
-from neurosam3d.training.intensity import normalise_intensity
 from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
+from neurosam3d.transforms.intensity import normalise_intensity
 
 CROP = 32
 
@@ -70,8 +71,12 @@ def test_val_crop_is_centred_on_the_bbox_and_deterministic(table: SampleTable) -
     first, again = ds[3], ds[3]
     assert (first["image"] == again["image"]).all()
     assert int(first["row"]) == 3
-    centre = bbox_centre(table.bbox_min[3], table.bbox_max[3])
-    assert ds.crop_origin(3, 0).tolist() == (centre - CROP // 2).tolist()
+    # the window evaluation lays over the same target (one placement rule)
+    lo, hi = table.bbox_min[3], table.bbox_max[3]
+    origin = tuple(ds.crop_origin(3, 0).tolist())
+    assert origin == tuple(np.floor((lo + hi) / 2 - CROP / 2 + 0.5).astype(int).tolist())
+    if (hi - lo).max() + 2 <= CROP:  # one evaluation window: the same one
+        assert [origin] == [w.start for w in plan_windows(lo, hi, CROP)]
     assert first["target"].sum() > 0
 
 

@@ -11,8 +11,8 @@ import torch
 
 from neurosam3d.model import CheckpointError, build_model, export_checkpoint
 from neurosam3d.training.config import load_config
-from neurosam3d.training.intensity import normalise_intensity, scale_percentile
 from neurosam3d.training.module import build_network
+from neurosam3d.transforms.intensity import normalise_intensity, scale_percentile
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neurosam3d.data.cases import Discovery
-from neurosam3d.data.config import DatasetConfig
+from neurosam3d.data.config import LAYOUT_NAMES, DatasetConfig
 from neurosam3d.data.layouts.msd import discover_msd
 from neurosam3d.data.layouts.nnunet import discover_nnunet
 from neurosam3d.data.layouts.templates import discover_paired, discover_per_case
@@ -35,3 +35,5 @@ LAYOUTS: dict[str, Layout] = {
     "per_case": discover_per_case,
     "paired": discover_paired,
 }
+if tuple(LAYOUTS) != LAYOUT_NAMES:  # a layout added here must be named in data.config too
+    raise RuntimeError(f"data.config.LAYOUT_NAMES {LAYOUT_NAMES} != layouts {tuple(LAYOUTS)}")

@@ -4,8 +4,8 @@ A full-size CT (488 x 404 x 224 int16, 88 MB) becomes 177 MB as a normalised flo
 the copy is made by float temporaries of the same size. :class:`NormalisedVolume` keeps the
 stored array as it is and normalises only what is read from it (a window's crop, a slice),
 with statistics of the whole volume computed slab by slab
-(:func:`~neurosam3d.training.intensity.intensity_stats_by_slab`), so a crop equals the same
-crop of :func:`~neurosam3d.training.intensity.normalise_intensity`'s result up to float32
+(:func:`~neurosam3d.transforms.intensity.intensity_stats_by_slab`), so a crop equals the same
+crop of :func:`~neurosam3d.transforms.intensity.normalise_intensity`'s result up to float32
 rounding of the statistics.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from neurosam3d.training.intensity import (
+from neurosam3d.transforms.intensity import (
+    DEFAULT_CT_WINDOW,
     IntensityStats,
     apply_intensity,
     intensity_stats_by_slab,
@@ -34,10 +35,15 @@ class NormalisedVolume:
         self.stats = stats
 
     @classmethod
-    def from_image(cls, image: nib.Nifti1Image, modality: str) -> NormalisedVolume:
+    def from_image(
+        cls,
+        image: nib.Nifti1Image,
+        modality: str,
+        ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+    ) -> NormalisedVolume:
         """The stored voxels of ``image`` (read once, in their dtype) and their z-score."""
         stored = np.asarray(image.dataobj)
-        return cls(stored, intensity_stats_by_slab(stored, modality))
+        return cls(stored, intensity_stats_by_slab(stored, modality, ct_window))
 
     @property
     def shape(self) -> tuple[int, ...]:

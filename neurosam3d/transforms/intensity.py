@@ -13,15 +13,20 @@ such voxels, or no spread, all voxels are used; a constant volume becomes zeros.
 
 The two halves are separate so that a crop can be normalised without its volume:
 :func:`intensity_stats` computes a volume's :class:`IntensityStats` once (the training store keeps
-them per case, :mod:`neurosam3d.training.store`), :func:`apply_intensity` normalises any part of
+them per case, :mod:`neurosam3d.store`), :func:`apply_intensity` normalises any part of
 the volume with them. :func:`normalise_intensity` (evaluation, inference) is the two in a row, so
 a store crop equals the same crop of the normalised whole volume, voxel for voxel.
 
-Models record the scaling their weights expect (``ModelConfig.input_scaling``):
-``normalise_intensity(..., scaling="percentile")`` is the 3DINO encoder's (``dinov2_vitl3d``):
-after the CT clip, the volume's 0.05 / 99.95 percentiles are mapped linearly to [-1, 1] and
-values beyond them clipped (:func:`scale_percentile`). The training store's statistics hold the
-z-score only: percentile scaling is not yet applied by the training data path.
+Three rules (``Preprocessing.intensity``, :mod:`neurosam3d.transforms.preprocessing`):
+
+- ``"zscore"``: the above (CT window + foreground z-score, MR foreground z-score);
+- ``"percentile"``: the 3DINO encoder's (``dinov2_vitl3d``): after the CT clip, the volume's
+  0.05 / 99.95 percentiles are mapped linearly to [-1, 1] and values beyond them clipped
+  (:func:`scale_percentile`). The training store's statistics hold the z-score only, so
+  training refuses this rule;
+- ``"crop_zscore"``: upstream SAM-Med3D's (release checkpoints without a record): each model
+  input crop, padded with 0, z-normalised on its own voxels above 0 with torchio's
+  ``ZNormalization.znorm`` (no CT window): :func:`zscore_crop`.
 """
 
 from __future__ import annotations
@@ -63,14 +68,17 @@ def _clipped(volume: np.ndarray, window: tuple[float, float] | None) -> np.ndarr
 
 
 def ct_window_for(
-    modality: str, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+    modality: str, ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW
 ) -> tuple[float, float] | None:
-    """The clip window of ``modality``: ``ct_window`` for CT, None otherwise."""
-    return (float(ct_window[0]), float(ct_window[1])) if modality.upper() == "CT" else None
+    """The clip window of ``modality``: ``ct_window`` for CT, None otherwise (or when
+    ``ct_window`` is None: no clip)."""
+    if ct_window is None or modality.upper() != "CT":
+        return None
+    return (float(ct_window[0]), float(ct_window[1]))
 
 
 def intensity_stats(
-    volume: np.ndarray, modality: str, ct_window: tuple[float, float] = DEFAULT_CT_WINDOW
+    volume: np.ndarray, modality: str, ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW
 ) -> IntensityStats:
     """The statistics of a whole ``volume`` (any shape, any numeric dtype)."""
     window = ct_window_for(modality, ct_window)
@@ -113,17 +121,18 @@ def scale_percentile(
 def normalise_intensity(
     volume: np.ndarray,
     modality: str,
-    ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
     scaling: str = "zscore",
+    percentiles: tuple[float, float] = PERCENTILES,
 ) -> np.ndarray:
     """Normalised float32 copy of ``volume`` (any shape, any numeric dtype).
 
     ``scaling``: ``"zscore"`` (SAM-Med3D's, the default) or ``"percentile"``
-    (:func:`scale_percentile` after the CT clip); the model's ``ModelConfig.input_scaling``
-    says which.
+    (:func:`scale_percentile` with ``percentiles`` after the CT clip); ``ct_window`` None: no
+    clip. Per-crop ``"crop_zscore"`` is :func:`zscore_crop`, applied to each model input.
     """
     if scaling == "percentile":
-        return scale_percentile(_clipped(volume, ct_window_for(modality, ct_window)))
+        return scale_percentile(_clipped(volume, ct_window_for(modality, ct_window)), percentiles)
     if scaling != "zscore":
         raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
     return apply_intensity(volume, intensity_stats(volume, modality, ct_window))
@@ -167,3 +176,23 @@ def intensity_stats_by_slab(
         std=float(stds[use]) if stds[use] >= _EPS else 0.0,
         minimum=minimum if flat.size else 0.0,
     )
+
+
+def zscore_crop(crop: np.ndarray) -> np.ndarray:
+    """Upstream SAM-Med3D's input normalisation of one model input crop (float32 copy).
+
+    torchio ``ZNormalization(masking_method=lambda x: x > 0)`` on the crop (torchio's own
+    ``znorm``, so the statistics are upstream's, unbiased standard deviation included); a crop
+    whose voxels above 0 do not spread (or that has none) becomes zeros.
+    """
+    import torch
+    import torchio as tio
+
+    tensor = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32))
+    mask = tensor > 0
+    if int(mask.sum()) < 2:
+        return np.zeros(crop.shape, np.float32)
+    out = tio.ZNormalization.znorm(tensor, mask)
+    if out is None:
+        return np.zeros(crop.shape, np.float32)
+    return out.numpy().astype(np.float32, copy=False)

@@ -5,10 +5,21 @@ Three coordinate systems appear (all voxel indices are along array axes, not wor
 * **original** voxel indices ``(i, j, k)`` of the NIfTI array as stored (any orientation, e.g.
   LPS, PSR, LAS), world coordinates ``affine @ (i, j, k, 1)`` in mm;
 * **working** voxel indices ``(u, v, w)`` of the image, optionally reoriented to
-  ``orientation`` (e.g. RAS) and resampled to isotropic ``spacing_mm``: one affine map
+  ``orientation`` (e.g. RAS) and resampled to ``spacing_mm``: one affine map
   ``working = matrix @ original`` (:class:`GridMap`);
 * **window** voxel indices: working indices minus a :class:`Box`'s ``start``; a box is the
   model's input crop and may stick out of the working grid (that part is padding).
+
+**The resampling convention** (one for the whole package: ``prepare --spacing-mm``, training,
+evaluation, ``predict`` and the registered model all plan their grids here): a voxel index is
+the voxel's *centre*; resampling keeps the centre of the field of view (the midpoint of the
+first and last voxel centres) at the same world position and takes
+``floor(n * spacing / spacing_mm)`` voxels per axis (:func:`resampled_shape`), axis
+directions unchanged; a point within half a voxel of the outer voxel centres takes the edge
+value. This is torchio's ``Resample`` (ITK; SAM-Med3D's preprocessing, so data we resample sit
+where upstream's do), save torchio's float rounding of the voxel count; when
+``n * spacing / spacing_mm`` is whole it is the same as aligning the outer voxel corners. ``tests/transforms/test_geometry.py`` checks it against torchio on the shipped LPS,
+PSR and LAS volumes.
 
 Without resampling the map is a signed axis permutation plus an integer shift, so
 :func:`sample_box` and :func:`box_to_original` copy voxels exactly (a round trip returns the
@@ -19,6 +30,7 @@ same exact affine and its inverse.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -59,6 +71,17 @@ class Box:
         )
 
 
+def centred_start(lo: np.ndarray, hi: np.ndarray, size: int) -> np.ndarray:
+    """First voxel of the ``size``-voxel window centred on ``[lo, hi)`` (voxel indices, ``hi``
+    exclusive; any shape, int64 out): ``floor((lo + hi) / 2 - size / 2 + 0.5)``.
+
+    The one placement rule of model windows over a target: evaluation's windows, ``predict``'s
+    window over the clicks and training's validation crops (centred on the target's box).
+    """
+    centre = (np.asarray(lo, dtype=np.float64) + np.asarray(hi, dtype=np.float64)) / 2
+    return np.floor(centre - size / 2 + 0.5).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class GridMap:
     """Affine map from original voxel indices to working voxel indices.
@@ -95,18 +118,53 @@ class GridMap:
         return points @ inverse[:3, :3].T + inverse[:3, 3]
 
 
+def _spacing3(spacing_mm: float | Sequence[float] | None) -> np.ndarray | None:
+    """``spacing_mm`` as 3 floats (one value: isotropic), or None."""
+    if spacing_mm is None:
+        return None
+    values = np.atleast_1d(np.asarray(spacing_mm, dtype=np.float64))
+    if values.size == 1:
+        values = np.repeat(values, 3)
+    if values.shape != (3,) or not np.all(values > 0):
+        raise ValueError(f"spacing must be one positive value in mm or three, not {spacing_mm!r}")
+    return values
+
+
+#: Voxel sizes within this (mm) of the target spacing are the target spacing: the grid is kept.
+SPACING_ATOL_MM = 1e-5
+#: Slack of the voxel count's floor: ``n * spacing / target`` within it of a whole number is
+#: that number (see :func:`resampled_shape`).
+SHAPE_SLACK = 1e-4
+
+
+def resampled_shape(shape: Sequence[int], spacing: np.ndarray, target: np.ndarray) -> Vec3:
+    """Voxels per axis at ``target`` spacing: ``floor(n * spacing / target)``, at least 1.
+
+    torchio's ``Resample`` rule, except that a product within :data:`SHAPE_SLACK` below a whole
+    number counts as that number: torchio floors the float product, so a 9-slice 7.5 mm volume
+    whose affine says 7.4999995 mm comes out with 8 slices at 7.5 mm (and 54 x 0.5 / 1.5 with
+    17 voxels). Where the product is not that close to a whole number the two agree exactly.
+    """
+    return tuple(  # type: ignore[return-value]
+        max(1, int(np.floor(n * s / t + SHAPE_SLACK)))
+        for n, s, t in zip(shape, spacing, target, strict=True)
+    )
+
+
 def plan_grid(
     affine: np.ndarray,
     shape: tuple[int, ...],
     orientation: str | None = None,
-    spacing_mm: float | None = None,
+    spacing_mm: float | Sequence[float] | None = None,
 ) -> GridMap:
     """The working grid of an image with ``affine`` (4 x 4, voxel -> mm) and ``shape`` (3 axes).
 
     With ``orientation`` (three axis codes such as ``"RAS"``) the image is reoriented so its axes
-    point that way; ``None`` keeps the stored axis order (what our training crops use). With
-    ``spacing_mm`` it is resampled to that isotropic spacing with voxel corners aligned (the
-    working grid covers the same extent in mm; its shape is rounded to whole voxels).
+    point that way; ``None`` keeps the stored axis order. With ``spacing_mm`` (one value:
+    isotropic, or three along the working axes) it is resampled by **the** convention of this
+    package (module docstring): the centre of the field of view stays where it is and the shape
+    is ``floor(n * spacing / spacing_mm)`` (:func:`resampled_shape`), as torchio's ``Resample``
+    (SAM-Med3D's preprocessing) does.
     """
     shape3 = tuple(int(n) for n in shape[:3])
     reorient = np.eye(4)
@@ -122,18 +180,22 @@ def plan_grid(
             reoriented_shape[int(new_axis)] = shape3[axis]
     reoriented_affine = affine @ np.linalg.inv(reorient)
     spacing = np.sqrt((reoriented_affine[:3, :3] ** 2).sum(axis=0))
-    if spacing_mm is None:
+    target = _spacing3(spacing_mm)
+    if target is not None and np.all(np.abs(spacing - target) <= SPACING_ATOL_MM):
+        target = None  # already there (a float32 affine's rounding): exact copies, no resampling
+    if target is None:
         zoom = np.ones(3)
         working_shape = tuple(reoriented_shape)
     else:
-        zoom = spacing / float(spacing_mm)
-        working_shape = tuple(
-            max(1, round(n * z)) for n, z in zip(reoriented_shape, zoom, strict=True)
-        )
-    # Corner-aligned resampling: u = (c + 0.5) * zoom - 0.5.
+        zoom = spacing / target
+        working_shape = resampled_shape(reoriented_shape, spacing, target)
+    # Centre-aligned resampling: u - (m - 1) / 2 = zoom * (c - (n - 1) / 2).
     scale = np.eye(4)
     scale[:3, :3] = np.diag(zoom)
-    scale[:3, 3] = 0.5 * zoom - 0.5
+    if target is not None:
+        scale[:3, 3] = (np.asarray(working_shape) - 1) / 2 - zoom * (
+            np.asarray(reoriented_shape) - 1
+        ) / 2
     matrix = scale @ reorient
     logger.debug(
         "working grid %s at %s mm for an original grid %s", working_shape, spacing / zoom, shape3
@@ -149,7 +211,9 @@ def plan_grid(
 
 
 def grid_for_image(
-    image: nib.Nifti1Image, orientation: str | None = None, spacing_mm: float | None = None
+    image: nib.Nifti1Image,
+    orientation: str | None = None,
+    spacing_mm: float | Sequence[float] | None = None,
 ) -> GridMap:
     """:func:`plan_grid` for a NIfTI image."""
     return plan_grid(image.affine, image.shape, orientation, spacing_mm)
@@ -183,6 +247,14 @@ def _read_working(volume, grid: GridMap, grid_sl: tuple[slice, ...]) -> np.ndarr
         original[source[a]] = slice(n - hi, n - lo) if flipped[a] else slice(lo, hi)
     view = np.transpose(np.asarray(volume[tuple(original)]), source)
     return np.flip(view, axis=[a for a in range(3) if flipped[a]]) if any(flipped) else view
+
+
+def reoriented(volume: np.ndarray, grid: GridMap) -> np.ndarray:
+    """The whole original ``volume`` (I x J x K, any dtype) on a working grid that only
+    reorients (no resampling): an exact copy in working axis order, Fortran order."""
+    if grid.resamples:
+        raise ValueError("reoriented() needs a grid without resampling; use sample_box")
+    return np.asfortranarray(_reoriented_view(volume, grid))
 
 
 def _box_slices(box: Box, shape: Vec3) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -268,8 +340,31 @@ def _sample_resampled(
     local = _box_points(box) - offset
     coords = sub.to_original(local).T
     block = np.asarray(volume[footprint], dtype=np.float32)
-    values = ndimage.map_coordinates(block, coords, order=order, mode="constant", cval=cval)
+    start = np.array([s.start for s in footprint], dtype=np.float64)[:, None]
+    values = _interpolate(block, coords, start, grid.original_shape, order, cval)
     return values.reshape(box.size).astype(np.float32, copy=False)
+
+
+def _interpolate(
+    block: np.ndarray,
+    coords: np.ndarray,
+    start: np.ndarray,
+    shape: tuple[int, ...],
+    order: int,
+    cval: float,
+) -> np.ndarray:
+    """Values of ``block`` (the part of an array of ``shape`` from ``start``, ``3 x 1``) at
+    ``coords`` (``3 x N`` block voxel indices), by ITK's rule: a point within half a voxel of
+    the array's outer voxel centres takes the edge value (the voxel reaches that far), a point
+    beyond gets ``cval``. torchio's ``Resample`` (ITK) samples so; scipy's ``"constant"`` mode
+    would blend the edge with ``cval`` instead."""
+    absolute = coords + start
+    upper = np.asarray(shape, dtype=np.float64)[:, None] - 1
+    inside = np.all((absolute >= -0.5) & (absolute <= upper + 0.5), axis=0)
+    clamped = np.clip(absolute, 0.0, upper) - start
+    values = ndimage.map_coordinates(block, clamped, order=order, mode="nearest")
+    values[~inside] = cval
+    return values
 
 
 def _footprint(grid: GridMap, box: Box) -> tuple[slice, ...]:
@@ -313,7 +408,7 @@ def box_to_original(
         head = np.arange(first, min(first + step, footprint[0].stop), dtype=np.float64)
         points = np.stack(np.meshgrid(head, *tail, indexing="ij"), axis=-1).reshape(-1, 3)
         local = (grid.to_working(points) - np.asarray(box.start)).T
-        sampled = ndimage.map_coordinates(values, local, order=1, mode="constant", cval=0.0)
+        sampled = _interpolate(values, local, np.zeros((3, 1)), values.shape, 1, 0.0)
         out[first : first + len(head), footprint[1], footprint[2]] = sampled.reshape(
             len(head), *sizes[1:]
         )
