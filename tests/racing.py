@@ -72,7 +72,7 @@ def race(
     on ``PYTHONPATH``."""
     workdir.mkdir(parents=True, exist_ok=True)
     start = workdir / "race.start"
-    deadline = time.time() + ready_timeout + run_timeout
+    deadline = time.time() + ready_timeout + 30  # a child's own limit for awaiting the start
     processes: list[subprocess.Popen] = []
     readies: list[Path] = []
     logs: list[tuple[Path, Path]] = []
@@ -99,10 +99,11 @@ def race(
                 _fail(processes, logs, f"{why} within {ready_timeout:.0f} s")
             time.sleep(0.05)
         start.touch()
+        run_by = time.time() + run_timeout
         results: list[Any] = []
         for i, process in enumerate(processes):
             try:
-                process.wait(timeout=max(1.0, deadline - time.time()))
+                process.wait(timeout=max(0.1, run_by - time.time()))
             except subprocess.TimeoutExpired:
                 _fail(processes, logs, f"did not finish within {run_timeout:.0f} s of the start")
             if process.returncode != 0:
