@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
 
 from neurosam3d.registry import tags as T
 from neurosam3d.registry.promotion import Action, promote, rollback, version_by_alias
+from tests.racing import race
 from tests.registry.conftest import PROTOCOL, add_version
 
 NAME = "seg"
@@ -45,16 +45,12 @@ def test_gate_never_promotes_worse_and_rollback_returns(client, tmp_path: Path) 
         rollback(client, NAME)
 
 
-def _promote_elsewhere(tracking_uri: str, home: str, version: str, start) -> str:
-    """A promoter as on another host: its own HOME and lock folder, only the registry shared."""
-    import os
-
-    os.environ["HOME"] = home
-    os.environ["NEUROSAM3D_LOCK_DIR"] = os.path.join(home, "locks")
+def _promote_elsewhere(tracking_uri: str, version: str) -> str:
+    """A promoter as on another host (run by :func:`tests.racing.race` in its own interpreter,
+    with its own ``HOME`` and ``NEUROSAM3D_LOCK_DIR``): only the registry is shared."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    start.wait()
     return promote(client, NAME, version=version, margin=0.05).action.value
 
 
@@ -72,18 +68,14 @@ def test_racing_promoters_on_separate_hosts_exactly_one_wins(
         add_version(client, NAME, 0.6 + i / 1000, dict(zip("abc", best, strict=True)), tmp_path)
         for i, best in enumerate([(0.9, 0.5, 0.5), (0.5, 0.9, 0.5), (0.5, 0.5, 0.9)])
     ]
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        start = manager.Event()
-        with ctx.Pool(3) as pool:
-            jobs = [
-                pool.apply_async(
-                    _promote_elsewhere, (tracking_uri, str(tmp_path / f"host{i}"), v, start)
-                )
-                for i, v in enumerate(challengers)
-            ]
-            start.set()
-            actions = [job.get(timeout=180) for job in jobs]
+    homes = [tmp_path / f"host{i}" for i in range(len(challengers))]
+    actions = race(
+        "tests.registry.test_promotion:_promote_elsewhere",
+        [(tracking_uri, v) for v in challengers],
+        tmp_path / "race",
+        envs=[{"HOME": str(h), "NEUROSAM3D_LOCK_DIR": str(h / "locks")} for h in homes],
+        run_timeout=180,
+    )
     assert actions.count("promoted") == 1, actions
     assert set(actions) <= {"promoted", "conflict", "rejected"}
     winner = challengers[actions.index("promoted")]
