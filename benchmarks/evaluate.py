@@ -189,17 +189,23 @@ def reference_target(model, image, reference, grid, config, generator):
     return scores
 
 
-def _ours_only(args) -> None:
-    """Child process: our protocol alone on the targets (for peak RSS)."""
+def _setup(args):
+    """The seeded model, the volume, its grid and shape, the targets and the protocol config."""
     from neurosam3d.model import build_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = build_model(args.config).eval().to(args.device)
-    volume, grid, _, targets = load_targets(
+    volume, grid, shape, targets = load_targets(
         Path(args.tree), Path(args.manifest), args.class_list, model
     )
     config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
+    return model, volume, grid, shape, targets, config
+
+
+def _ours_only(args) -> None:
+    """Child process: our protocol alone on the targets (for peak RSS)."""
+    model, volume, grid, _, targets, config = _setup(args)
     with torch.inference_mode():
         for name, load in targets:
             generator = torch.Generator().manual_seed(target_seed(0, name))
@@ -259,15 +265,7 @@ def main() -> None:
 
 
 def run(args) -> None:
-    from neurosam3d.model import build_model
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_model(args.config).eval().to(args.device)
-    volume, grid, shape, targets = load_targets(
-        Path(args.tree), Path(args.manifest), args.class_list, model
-    )
-    config = ProtocolConfig(clicks=args.clicks, max_windows=args.max_windows)
+    model, volume, grid, shape, targets, config = _setup(args)
     background = float(volume.min())
     print(
         f"volume {tuple(shape)} ({int(np.prod(shape)) / 1e6:.1f} M voxels), {len(targets)} targets"
