@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from neurosam3d.io.atomic import atomic_path, atomic_write_bytes, remove_stale_temporaries
+from neurosam3d.io.digest import file_sha256
 from neurosam3d.io.nifti import (
     NiftiError,
     as_3d,
@@ -129,3 +130,13 @@ def test_as_3d_drops_singleton_axes_and_selects_channels(tmp_path: Path) -> None
         as_3d(image, "x.nii.gz", channel=2)
     with pytest.raises(NiftiError, match="expected a 3D volume"):
         as_3d(make_image(data[..., 0, 0], affine), "z.nii.gz")
+
+
+def test_file_sha256_is_the_hash_of_the_bytes_and_names_a_missing_file(tmp_path: Path) -> None:
+    assert file_sha256(CT) == hashlib.sha256(CT.read_bytes()).hexdigest()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert file_sha256(empty) == hashlib.sha256(b"").hexdigest()
+    with pytest.raises(FileNotFoundError) as err:
+        file_sha256(tmp_path / "missing.ckpt")
+    assert err.value.filename == str(tmp_path / "missing.ckpt")

@@ -11,7 +11,6 @@ timestamps: they are part of the deterministic output.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,13 +18,13 @@ from typing import Any
 import isal.igzip as igzip
 
 from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.digest import file_sha256
 from neurosam3d.io.paths import safe_join
 
 #: Bump when the output of an unchanged input changes (layout of the tree, encoding, columns).
 FORMAT_VERSION = 1
 RECORDS_DIR = ".prepare"
 RECORD_SUFFIX = ".json.gz"
-_CHUNK = 1 << 20
 
 
 def records_dir(out_root: Path, dataset: str) -> Path:
@@ -69,11 +68,7 @@ def known_digest(path: Path, known: Digest | None) -> Digest:
 
 def file_digest(path: Path) -> tuple[int, str]:
     """(size in bytes, SHA-256 hex) of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return path.stat().st_size, digest.hexdigest()
+    return path.stat().st_size, file_sha256(path)
 
 
 def record_path(out_root: Path, dataset: str, case_id: str) -> Path:

@@ -84,6 +84,7 @@ from neurosam3d.evaluation.results import (
 )
 from neurosam3d.evaluation.tables import per_target, report_clicks_from, write_tables
 from neurosam3d.io.atomic import atomic_write_bytes
+from neurosam3d.io.digest import file_sha256
 from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import as_3d, load_nifti, make_image, save_nifti
 from neurosam3d.io.paths import check_name, safe_join
@@ -206,8 +207,7 @@ def load_reference(path: Path, row: Any, image: nib.Nifti1Image) -> np.ndarray:
     """
     where = f"manifest row {row.dataset}/{row.split}/{row.case_id}/{row.class_name}"
     try:
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = file_sha256(path)
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the mask of {where} ({exc.strerror})") from exc
     if digest != row.mask_sha256:
@@ -312,12 +312,9 @@ def _check_run_record(out_dir: Path, record: dict, resume: bool) -> None:
 
 def model_sha256(model: torch.nn.Module, checkpoint: Path | None) -> str:
     """Fingerprint of the evaluated weights: the checkpoint file's SHA-256, or the state dict's."""
-    digest = hashlib.sha256()
     if checkpoint is not None:
-        with open(checkpoint, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(checkpoint)
+    digest = hashlib.sha256()
     for key, value in sorted(model.state_dict().items()):
         digest.update(key.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())

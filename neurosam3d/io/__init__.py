@@ -1,1 +1,1 @@
-"""File I/O shared by every stage: atomic writes and deterministic NIfTI."""
+"""File I/O shared by every stage: atomic writes, file digests and deterministic NIfTI."""

@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from neurosam3d.io.digest import file_sha256
 from neurosam3d.registry import tags as T
 from neurosam3d.registry.gate import EvalScores, TargetScore
 from neurosam3d.registry.lock import registry_lock
@@ -138,14 +139,6 @@ def scores_from_summary(summary: dict[str, Any]) -> EvalScores:
         },
         protocol_sha256=None if protocol is None else protocol_sha256(protocol),
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _requirements() -> list[str]:

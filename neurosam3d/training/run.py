@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from neurosam3d.io.atomic import atomic_write_text
+from neurosam3d.io.digest import file_sha256
 from neurosam3d.tracking import (
     dvc_hash,
     get_or_create_experiment,
@@ -189,16 +190,13 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, resume: str | None = None) -
 def _record_checkpoints(client: Any, run_id: str, paths: tuple[Path, ...], copy: bool) -> None:
     """Log ``paths`` under the run's ``checkpoints/`` (``copy``), or only list them: name, path,
     size and SHA-256 in ``checkpoints.json`` (the files stay where they are, e.g. DVC's cache)."""
-    import hashlib
-
     if copy:
         for path in paths:
             client.log_artifact(run_id, str(path), "checkpoints")
         return
     listing = []
     for path in paths:
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = file_sha256(path)
         listing.append(
             {"name": path.name, "path": str(path), "bytes": path.stat().st_size, "sha256": digest}
         )
