@@ -54,11 +54,14 @@ dagster: install
 mlflow-ui: install
 	mlflow/serve.sh 5000
 
-# Serve a registered model over REST on 127.0.0.1:$(SERVE_PORT) (default: the demo's @champion).
+# Serve a registered model over REST on 127.0.0.1:$(SERVE_PORT) (default: the demo's @champion)
+# in this project's environment, or (SERVE_ENV_MANAGER=uv) in a fresh one built by MLflow from
+# the model's logged requirements.
 SERVE_MODEL ?= models:/neurosam3d@champion
 SERVE_PORT ?= 5001
+SERVE_ENV_MANAGER ?= local
 serve: install
-	mlflow/serve-model.sh "$(SERVE_MODEL)" "$(SERVE_PORT)"
+	mlflow/serve-model.sh "$(SERVE_MODEL)" "$(SERVE_PORT)" "$(SERVE_ENV_MANAGER)"
 
 # Forget every demo output (pipeline outputs, DVC cache and remote, MLflow store, Dagster runs);
 # the committed dvc.lock stays (the record `dvc pull` restores from a remote).

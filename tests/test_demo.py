@@ -119,27 +119,53 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     again = promote(client, "neurosam3d")
     assert again.action is Action.ALREADY_CHAMPION
 
-    # `make serve` (mlflow/serve-model.sh) answers the README's REST request with the mask.
+    # `make serve` (mlflow/serve-model.sh) answers the README's REST request with the mask: in
+    # this project's environment, and in a fresh one that MLflow builds with uv from the model's
+    # logged requirements alone (issue 12: the registered model is self-contained). The fresh
+    # server runs outside the checkout, so the package can only come from the model's code_paths;
+    # its image path is therefore absolute.
     shutil.copy(REPO / "mlflow" / "serve-model.sh", project / "mlflow" / "serve-model.sh")
     image_rel = "samples/amos_style/imagesVa/sct_t2s.nii.gz"
-    answer = _serve_and_ask(
-        project, {"columns": ["image", "points"], "data": [[image_rel, "24,27,4,+"]]}
-    )
-    served = nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(answer[0]["mask"])))
-    assert served.shape == nib.load(project / image_rel).shape
-    assert int(answer[0]["voxels"]) == int(out["voxels"][0])  # the same model, the same click
+    envs = tmp_path / "mlflow-envs"
+    for env_manager, image_arg in (("local", image_rel), ("uv", str(project / image_rel))):
+        answer = _serve_and_ask(
+            project,
+            {"columns": ["image", "points"], "data": [[image_arg, "24,27,4,+"]]},
+            env_manager,
+            {"MLFLOW_ENV_ROOT": str(envs)},
+        )
+        served = nib.Nifti1Image.from_bytes(gzip.decompress(base64.b64decode(answer[0]["mask"])))
+        assert served.shape == nib.load(project / image_rel).shape, env_manager
+        # the same model, the same click
+        assert int(answer[0]["voxels"]) == int(out["voxels"][0]), env_manager
+    (fresh,) = envs.iterdir()  # the uv environment MLflow built for the model
+    installed = {p.name.lower() for p in fresh.glob("lib/python*/site-packages/*")}
+    assert any(name.startswith("torch-2.13.0") for name in installed), sorted(installed)
+    assert not any(name.startswith("neurosam3d") for name in installed), sorted(installed)
 
 
-def _serve_and_ask(project: Path, dataframe_split: dict, timeout_s: float = 180) -> list[dict]:
-    """Start ``mlflow/serve-model.sh`` on a free port of 127.0.0.1, POST one request, stop it."""
+def _serve_and_ask(
+    project: Path,
+    dataframe_split: dict,
+    env_manager: str,
+    extra_env: dict[str, str],
+    timeout_s: float = 600,
+) -> list[dict]:
+    """Start ``mlflow/serve-model.sh`` with ``env_manager`` on a free port of 127.0.0.1, POST one
+    request, stop it. ``timeout_s`` covers building a fresh environment (``uv``)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    log = project / "serve.log"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"} | extra_env
+    log = project / f"serve-{env_manager}.log"
     with log.open("w") as sink:
         server = subprocess.Popen(
-            [str(project / "mlflow" / "serve-model.sh"), "models:/neurosam3d@champion", str(port)],
+            [
+                str(project / "mlflow" / "serve-model.sh"),
+                "models:/neurosam3d@champion",
+                str(port),
+                env_manager,
+            ],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
