@@ -12,7 +12,7 @@ the same weights as ours (the same module's parameters).
     python benchmarks/encoder.py --device cuda --dtype fp32,bf16 --batch 1,8
     python benchmarks/encoder.py --config dinov2_vitl3d            # the seed's 3DINO encoder
 
-Peak memory: one fresh subprocess per variant running one forward, ru_maxrss minus that of a
+Peak memory: one fresh subprocess per variant running one forward, its VmHWM minus that of a
 baseline process that only builds the weights and the input (CPU), or
 torch.cuda.max_memory_allocated (GPU). Timing: one more subprocess alternating the two variants
 (median wall and CPU seconds), so that load from other processes hits both alike; it also
@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -149,9 +151,9 @@ def _sync(device: torch.device) -> None:
 def _peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated()
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
 
 
 def _timed(fn, device: torch.device) -> tuple[object, float, float]:

@@ -19,7 +19,7 @@ from probabilities, detached mask feedback) with the same optimiser settings.
     python benchmarks/train_step.py --configs tiny --batch 2
     python benchmarks/train_step.py --configs sam_med3d --device cuda --dtype bf16 --batch 4
 
-Each variant runs in a fresh subprocess; peak memory is ru_maxrss (CPU) or
+Each variant runs in a fresh subprocess; peak memory is its VmHWM (CPU) or
 ``torch.cuda.max_memory_allocated`` (GPU) minus that of a baseline process that only builds the
 model, optimiser and batch. A batch that does not fit fails its worker with the error shown. Threads: 1 per process by default
 (this CPU is shared; OpenMP spin-waiting makes multi-threaded timings meaningless there).
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -129,9 +130,9 @@ def real_batch(size: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _peak_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated()
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
 
 
 def _sync(device: torch.device) -> None:
