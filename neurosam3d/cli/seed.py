@@ -153,7 +153,12 @@ def _validate(cfg: Any, ckpt_path: str | None, split_name: str) -> dict[str, flo
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module = InteractiveSegmentationModule(cfg.to_dict())
-    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
+    data = ManifestDataModule(
+        cfg.data,
+        cfg.model.architecture().img_size,
+        cfg.seed,
+        intensity=module.preprocessing.intensity,
+    )
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,

@@ -92,8 +92,11 @@ STORE_SCHEMA = pa.schema(
         pa.field("mean", pa.float64(), nullable=False),  # of the (clipped) voxels above zero
         pa.field("std", pa.float64(), nullable=False),  # 0: constant volume
         pa.field("minimum", pa.float64(), nullable=False),  # smallest (clipped) voxel
+        # the (clipped) volume's values at transforms.intensity.PERCENTILES (percentile rule)
+        pa.field("percentile_low", pa.float64(), nullable=False),
+        pa.field("percentile_high", pa.float64(), nullable=False),
     ],
-    metadata={b"neurosam3d.schema": b"store/1"},
+    metadata={b"neurosam3d.schema": b"store/2"},
 )
 
 

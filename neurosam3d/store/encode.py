@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from neurosam3d.store import layout
-from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW, intensity_stats
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW, intensity_stats, percentile_stats
 
 
 def _codec(name: str) -> Any:
@@ -118,10 +118,13 @@ class EntryBuilder:
     ) -> tuple[dict[str, bytes], dict[str, Any]]:
         """``({relative path: bytes}, store table row)`` of the entry; ``image`` (i, j, k) is the
         primary channel as the tree holds it, ``image_bytes`` the size of its tree file;
-        ``ct_window``: the HU window of a CT case's intensity statistics."""
+        ``ct_window``: the HU window of a CT case's intensity statistics (both rules: the
+        z-score and the percentiles of :data:`~neurosam3d.transforms.intensity.PERCENTILES`)."""
         if tuple(image.shape) != tuple(self.shape):
             raise ValueError(f"image shape {image.shape} is not the mask grid {self.shape}")
         stats = intensity_stats(image, modality, ct_window)
+        bounds = percentile_stats(image, modality, ct_window).bounds
+        assert bounds is not None
         ncodes = len(self.sets)
         label_dtype = np.uint8 if ncodes <= 256 else np.uint16 if ncodes <= 65536 else np.uint32
         locations = np.concatenate(self.locations) if self.locations else np.zeros((0, 3))
@@ -162,5 +165,7 @@ class EntryBuilder:
             "mean": stats.mean,
             "std": stats.std,
             "minimum": stats.minimum,
+            "percentile_low": bounds[0],
+            "percentile_high": bounds[1],
         }
         return files, row

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Bump when an unchanged label tree would give different store files.
-STORE_FORMAT = 1
+from neurosam3d.transforms.intensity import PERCENTILES
+
+#: Bump when an unchanged label tree would give different store files or table rows
+#: (2: the percentile-scaling statistics, ``percentile_low`` / ``percentile_high``).
+STORE_FORMAT = 2
 STORE_TABLE = "store.parquet"
 IMAGE_FILE = "image.b2nd"
 LABELS_FILE = "labels.b2nd"
@@ -42,6 +45,7 @@ def as_key() -> dict[str, Any]:
         "chunks": list(CHUNKS),
         "blocks": list(BLOCKS),
         "codecs": [IMAGE_CODEC, LABELS_CODEC, CLEVEL],
+        "percentiles": list(PERCENTILES),
     }
 
 

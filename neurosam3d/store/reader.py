@@ -47,7 +47,8 @@ class StoreRows:
     ``entry``: absolute entry folder; ``codes``/``code_offsets``: the row's class codes are
     ``codes[code_offsets[r]:code_offsets[r + 1]]``; ``loc_start``/``loc_stop``: the class's
     rows of the entry's ``locations.npy``; ``window`` ``n x 2`` (NaN for MR), ``mean``, ``std``,
-    ``minimum``: the case's intensity statistics.
+    ``minimum``, ``bounds`` ``n x 2`` (the values at
+    :data:`~neurosam3d.transforms.intensity.PERCENTILES`): the case's intensity statistics.
     """
 
     entry: np.ndarray
@@ -59,15 +60,18 @@ class StoreRows:
     mean: np.ndarray
     std: np.ndarray
     minimum: np.ndarray
+    bounds: np.ndarray
 
-    def stats(self, row: int) -> IntensityStats:
-        """The row's case statistics."""
+    def stats(self, row: int, scaling: str = "zscore") -> IntensityStats:
+        """The row's case statistics for ``scaling`` (``"zscore"`` or ``"percentile"``)."""
         low, high = self.window[row]
         return IntensityStats(
             window=None if np.isnan(low) else (float(low), float(high)),
             mean=float(self.mean[row]),
             std=float(self.std[row]),
             minimum=float(self.minimum[row]),
+            scaling=scaling,
+            bounds=(float(self.bounds[row, 0]), float(self.bounds[row, 1])),
         )
 
     def class_codes(self, row: int) -> np.ndarray:
@@ -142,6 +146,7 @@ def bind_rows(table: SampleTable) -> StoreRows:
     offsets = np.zeros(n + 1, dtype=np.int64)
     fields = {k: np.zeros(n, dtype=np.float64) for k in ("mean", "std", "minimum")}
     window = np.full((n, 2), np.nan)
+    bounds = np.zeros((n, 2))
     loc = np.zeros((2, n), dtype=np.int64)
     entry = np.empty(n, dtype=object)
     checked: set[tuple[str, str, str]] = set()
@@ -176,6 +181,7 @@ def bind_rows(table: SampleTable) -> StoreRows:
             fields[f][row] = store[f]
         if store["window_low"] is not None:
             window[row] = (store["window_low"], store["window_high"])
+        bounds[row] = (store["percentile_low"], store["percentile_high"])
     return StoreRows(
         entry=entry.astype(np.str_),
         codes=np.asarray(codes, dtype=np.int64),
@@ -183,15 +189,20 @@ def bind_rows(table: SampleTable) -> StoreRows:
         loc_start=loc[0],
         loc_stop=loc[1],
         window=window,
+        bounds=bounds,
         **fields,
     )
 
 
-def read_image_crop(rows: StoreRows, row: int, start: np.ndarray, size: int) -> np.ndarray:
-    """Normalised float32 ``size``^3 image crop at voxel ``start``; outside the volume: the
-    normalised volume minimum (the value :func:`normalise_intensity` gives the darkest voxel)."""
+def read_image_crop(
+    rows: StoreRows, row: int, start: np.ndarray, size: int, scaling: str = "zscore"
+) -> np.ndarray:
+    """Normalised float32 ``size``^3 image crop at voxel ``start``, by the volume-level rule
+    ``scaling`` (``"zscore"`` or ``"percentile"``, with the case's stored statistics); outside
+    the volume: the normalised volume minimum (the value
+    :func:`~neurosam3d.transforms.intensity.normalise_intensity` gives the darkest voxel)."""
     _single_threaded()
-    stats = rows.stats(row)
+    stats = rows.stats(row, scaling)
     image = blosc2.open(os.path.join(rows.entry[row], layout.IMAGE_FILE), mode="r")
     raw, inside = padded_crop(image, start, size, 0, image.dtype)
     out = np.full((size,) * 3, stats.background, dtype=np.float32)

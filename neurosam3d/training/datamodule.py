@@ -56,13 +56,19 @@ class ManifestDataModule(L.LightningDataModule):
 
     Under DDP the samplers take the rank and world size from the trainer (the trainer must be
     built with ``use_distributed_sampler=False`` so that Lightning does not wrap them).
+    ``intensity``: the volume-level rule crops are normalised by (``"zscore"`` or
+    ``"percentile"``: the run's preprocessing record,
+    :func:`~neurosam3d.training.preprocessing.training_preprocessing`).
     """
 
-    def __init__(self, cfg: DataConfig, crop_size: int, seed: int) -> None:
+    def __init__(
+        self, cfg: DataConfig, crop_size: int, seed: int, *, intensity: str = "zscore"
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.crop_size = crop_size
         self.seed = seed
+        self.intensity = intensity
         self.train_set: CropDataset | None = None
         self.val_set: CropDataset | None = None
         self.weights: np.ndarray | None = None
@@ -92,6 +98,7 @@ class ManifestDataModule(L.LightningDataModule):
                 self.crop_size,
                 train=True,
                 ct_window=cfg.ct_window,
+                intensity=self.intensity,
                 augment=cfg.augment,
             )
         if stage in (None, "fit", "validate") and self.val_set is None:
@@ -100,7 +107,13 @@ class ManifestDataModule(L.LightningDataModule):
             if len(table) == 0:
                 raise ValueError("no validation rows: check data.val_manifests and data.val_splits")
             check_training_grid(table, cfg)
-            self.val_set = CropDataset(table, self.crop_size, train=False, ct_window=cfg.ct_window)
+            self.val_set = CropDataset(
+                table,
+                self.crop_size,
+                train=False,
+                ct_window=cfg.ct_window,
+                intensity=self.intensity,
+            )
             logger.info("validation on %d fixed crops", len(table))
 
     def _loader(self, dataset: CropDataset, sampler: object) -> DataLoader:

@@ -31,7 +31,7 @@ from neurosam3d.store.reader import (
 from neurosam3d.training.augment import apply_augmentation, build_augmentation
 from neurosam3d.training.crops import bbox_crop_start, crop_start
 from neurosam3d.training.samples import SampleTable
-from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW
+from neurosam3d.transforms.intensity import DEFAULT_CT_WINDOW, SCALINGS
 
 
 class CropDataset(Dataset):
@@ -41,8 +41,9 @@ class CropDataset(Dataset):
     the store's locations of the row's class and augmented; ``train=False``: keys are rows, the
     crop is centred on the bounding box. Entries are checked when the dataset is built
     (:func:`neurosam3d.store.reader.bind_rows`: missing or stale ones raise ``StoreError``).
-    Each item reads only its crop (image normalised with the case's stored statistics, the
-    class's part of the label volume); nothing is cached, so a worker holds a few crops.
+    Each item reads only its crop (image normalised by the volume-level rule ``intensity``,
+    ``"zscore"`` or ``"percentile"`` (the model's record), with the case's stored statistics;
+    the class's part of the label volume); nothing is cached, so a worker holds a few crops.
     """
 
     def __init__(
@@ -52,11 +53,18 @@ class CropDataset(Dataset):
         *,
         train: bool,
         ct_window: tuple[float, float] = DEFAULT_CT_WINDOW,
+        intensity: str = "zscore",
         augment: Sequence[dict[str, Any]] = (),
     ) -> None:
+        if intensity not in SCALINGS:
+            raise ValueError(
+                f"intensity rule {intensity!r}: training crops are normalised by one of "
+                f"{SCALINGS} (volume-level rules, the statistics the store holds)"
+            )
         self.table = table
         self.crop_size = crop_size
         self.train = train
+        self.intensity = intensity
         self.store: StoreRows = bind_rows(table)
         ct = ~np.isnan(self.store.window[:, 0])
         if ct.any() and not np.allclose(self.store.window[ct], ct_window):
@@ -83,7 +91,7 @@ class CropDataset(Dataset):
         row = int(row)
         start = self.crop_origin(row, seed)
         bbox = (self.table.bbox_min[row], self.table.bbox_max[row])
-        image = read_image_crop(self.store, row, start, self.crop_size)
+        image = read_image_crop(self.store, row, start, self.crop_size, self.intensity)
         mask = read_target_crop(self.store, row, start, self.crop_size, bbox)
         if self.transform is not None:
             image, mask = apply_augmentation(

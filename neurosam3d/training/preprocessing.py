@@ -2,14 +2,15 @@
 that the training data are what it says.
 
 Training crops come from the training store, on the grid ``neurosam3d prepare`` wrote
-(``--orientation``, ``--spacing-mm``) and normalised with the statistics the store holds
-(``data.ct_window``, foreground z-score). The record states exactly that, so whatever reads a
-checkpoint prepares inputs as the validation step saw them.
+(``--orientation``, ``--spacing-mm``) and normalised by the model's input scaling
+(``model.config.input_scaling``: foreground z-score, or the 0.05 / 99.95 percentiles mapped to
+[-1, 1]) after the CT clip ``data.ct_window``, with the statistics the store holds for each
+case. The record states exactly that, so whatever reads a checkpoint prepares inputs as the
+validation step saw them.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -19,28 +20,20 @@ from neurosam3d.training.config import DataConfig, TrainConfig
 from neurosam3d.training.samples import SampleTable
 from neurosam3d.transforms import Preprocessing
 
-logger = logging.getLogger(__name__)
-
 #: Voxel sizes within this (mm) of ``data.spacing_mm`` are that spacing.
 SPACING_ATOL_MM = 1e-3
 
 
 def training_preprocessing(cfg: TrainConfig) -> Preprocessing:
     """The record of the crops training reads: ``data.orientation``, ``data.spacing_mm``,
-    ``data.ct_window`` + foreground z-score (the training store's statistics), the model's
+    ``data.ct_window`` + the model's input scaling (``"zscore"`` or ``"percentile"``, with the
+    training store's statistics and the default percentiles the store holds), the model's
     input size, channel 0 (the primary channel, the one the store holds)."""
     arch = cfg.model.architecture()
-    if arch.input_scaling != "zscore":
-        logger.warning(
-            "model %s expects %s input scaling, but the training store normalises with the "
-            "z-score; the checkpoints record the z-score, which is what this training applies",
-            cfg.model.name,
-            arch.input_scaling,
-        )
     return Preprocessing(
         orientation=cfg.data.orientation,
         spacing_mm=cfg.data.spacing_mm,
-        intensity="zscore",
+        intensity=arch.input_scaling,
         ct_window=cfg.data.ct_window,
         input_size=arch.img_size,
         channel=0,

@@ -221,10 +221,14 @@ def _train(cfg: TrainConfig, out: Path, resume: str | None) -> TrainSummary:
     from neurosam3d.training.checkpoints import BestCheckpoint, LastCheckpoint, save_atomically
     from neurosam3d.training.datamodule import ManifestDataModule
     from neurosam3d.training.module import InteractiveSegmentationModule
+    from neurosam3d.training.preprocessing import training_preprocessing
     from neurosam3d.training.progress import StepProgress
     from neurosam3d.training.trained_pairs import trained_pairs
 
-    data = ManifestDataModule(cfg.data, cfg.model.architecture().img_size, cfg.seed)
+    record = training_preprocessing(cfg)
+    data = ManifestDataModule(
+        cfg.data, cfg.model.architecture().img_size, cfg.seed, intensity=record.intensity
+    )
     data.setup("fit")  # rows and store entries checked before anything is written or logged
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -12,9 +12,9 @@ clamp for CT), so released checkpoints see the inputs they were trained on. With
 such voxels, or no spread, all voxels are used; a constant volume becomes zeros.
 
 The two halves are separate so that a crop can be normalised without its volume:
-:func:`intensity_stats` computes a volume's :class:`IntensityStats` once (the training store keeps
-them per case, :mod:`neurosam3d.store`), :func:`apply_intensity` normalises any part of
-the volume with them. :func:`normalise_intensity` (evaluation, inference) is the two in a row, so
+:func:`intensity_stats` (z-score) or :func:`percentile_stats` computes a volume's
+:class:`IntensityStats` once (the training store keeps both per case, :mod:`neurosam3d.store`),
+:func:`apply_intensity` normalises any part of the volume with them. :func:`normalise_intensity` (evaluation, inference) is the two in a row, so
 a store crop equals the same crop of the normalised whole volume, voxel for voxel.
 
 Three rules (``Preprocessing.intensity``, :mod:`neurosam3d.transforms.preprocessing`):
@@ -22,8 +22,10 @@ Three rules (``Preprocessing.intensity``, :mod:`neurosam3d.transforms.preprocess
 - ``"zscore"``: the above (CT window + foreground z-score, MR foreground z-score);
 - ``"percentile"``: the 3DINO encoder's (``dinov2_vitl3d``): after the CT clip, the volume's
   0.05 / 99.95 percentiles are mapped linearly to [-1, 1] and values beyond them clipped
-  (:func:`scale_percentile`). The training store's statistics hold the z-score only, so
-  training refuses this rule;
+  (:func:`scale_percentile`). The percentiles are exact order statistics of the stored
+  values (numpy's default "linear" method), found by a histogram of integer volumes or
+  ``np.partition`` in the stored dtype (:func:`percentile_stats`), never from a float copy;
+  the training store keeps them per case next to the z-score statistics;
 - ``"crop_zscore"``: upstream SAM-Med3D's (release checkpoints without a record): each model
   input crop, padded with 0, z-normalised on its own voxels above 0 with torchio's
   ``ZNormalization.znorm`` (no CT window): :func:`zscore_crop`.
@@ -39,22 +41,49 @@ _EPS = 1e-6
 DEFAULT_CT_WINDOW = (-1000.0, 1000.0)
 #: percentiles mapped to -1 and 1 by ``scaling="percentile"`` (3DINO's input scaling)
 PERCENTILES = (0.05, 99.95)
+#: Voxels per slab of :func:`intensity_stats_by_slab` and the percentile histogram (their only
+#: temporaries are slab-sized).
+_SLAB_VOXELS = 1 << 22
+#: Widest value range (max - min + 1) of an integer volume whose percentiles come from a
+#: histogram (int16 CT: 65,536 at most); wider ranges use ``np.partition``.
+_HISTOGRAM_BINS = 1 << 24
+#: Voxels per slab of the histogram (its one int64 temporary: 2 MB).
+_HISTOGRAM_SLAB = 1 << 18
+
+
+#: Volume-level scaling rules :class:`IntensityStats` describes.
+SCALINGS = ("zscore", "percentile")
 
 
 @dataclass(frozen=True)
 class IntensityStats:
     """What normalising one volume needs.
 
-    ``window``: CT clip window (HU) or None (MR); ``mean``/``std``: of the (clipped) voxels above
-    zero, or of all voxels when fewer than two are above zero or they do not spread (``std`` 0:
-    the volume is constant and normalises to zeros); ``minimum``: the smallest (clipped) voxel,
-    whose normalised value pads crops that leave the volume.
+    ``window``: CT clip window (HU) or None (MR); ``minimum``: the smallest (clipped) voxel,
+    whose normalised value pads crops that leave the volume; ``scaling``: the rule
+    (:data:`SCALINGS`).
+
+    ``"zscore"``: ``mean``/``std`` are of the (clipped) voxels above zero, or of all voxels when
+    fewer than two are above zero or they do not spread (``std`` 0: the volume is constant and
+    normalises to zeros). ``"percentile"``: ``bounds`` are the (clipped) volume's values at the
+    two percentiles, mapped to -1 and 1 (equal bounds: the volume normalises to zeros);
+    ``mean``/``std`` are not used.
     """
 
     window: tuple[float, float] | None
     mean: float
     std: float
     minimum: float
+    scaling: str = "zscore"
+    bounds: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALINGS:
+            raise ValueError(
+                f"unknown intensity scaling {self.scaling!r}; use zscore or percentile"
+            )
+        if self.scaling == "percentile" and self.bounds is None:
+            raise ValueError("percentile scaling needs the bounds (the volume's percentiles)")
 
     @property
     def background(self) -> float:
@@ -98,9 +127,85 @@ def intensity_stats(
 def apply_intensity(part: np.ndarray, stats: IntensityStats) -> np.ndarray:
     """Normalised float32 copy of ``part`` (the whole volume or any crop of it)."""
     data = _clipped(part, stats.window)
+    if stats.scaling == "percentile":
+        assert stats.bounds is not None  # checked by IntensityStats
+        lo, hi = stats.bounds
+        if hi - lo < _EPS:
+            return np.zeros_like(data)
+        out = (np.clip(data, lo, hi) - lo) * np.float32(2.0 / (hi - lo)) - np.float32(1.0)
+        return np.clip(out, -1.0, 1.0).astype(np.float32, copy=False)
     if stats.std == 0.0:
         return np.zeros_like(data)
     return (data - stats.mean) / stats.std
+
+
+def _integer_order_statistics(flat: np.ndarray, ranks: np.ndarray) -> np.ndarray | None:
+    """The ``ranks``-th smallest values of an integer ``flat`` (int64), from a histogram built
+    slab by slab (temporaries: one slab and the histogram); None if the value range is too
+    wide for a histogram."""
+    low, high = int(flat.min()), int(flat.max())
+    if high - low >= _HISTOGRAM_BINS:
+        return None
+    counts = np.zeros(high - low + 1, dtype=np.int64)
+    for first in range(0, flat.size, _HISTOGRAM_SLAB):
+        slab = flat[first : first + _HISTOGRAM_SLAB].astype(np.int64)
+        slab -= low
+        counts += np.bincount(slab, minlength=counts.size)
+    return np.searchsorted(np.cumsum(counts), ranks, side="right") + low
+
+
+def _order_statistics(volume: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """The ``ranks``-th smallest values (0-based, sorted) of ``volume``, float64, exact.
+
+    Integer volumes: a histogram (no copy of the volume); others: ``np.partition`` of one
+    flat copy in the stored dtype.
+    """
+    flat = np.asarray(volume).ravel(order="K")
+    if flat.dtype == np.bool_:
+        flat = flat.view(np.uint8)
+    if flat.dtype.kind in "iu":
+        found = _integer_order_statistics(flat, ranks)
+        if found is not None:
+            return found.astype(np.float64)
+    return np.partition(flat, ranks)[ranks].astype(np.float64)
+
+
+def percentile_stats(
+    volume: np.ndarray,
+    modality: str,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+    percentiles: tuple[float, float] = PERCENTILES,
+) -> IntensityStats:
+    """The ``"percentile"`` statistics of a whole ``volume`` (any shape, numeric dtype).
+
+    ``bounds``: the CT-clipped volume's values at ``percentiles``, as ``np.percentile`` (its
+    default "linear" method) of the clipped float32 volume gives them; computed from exact order statistics of the stored values (clipping is monotone, so the
+    clipped volume's order statistics are the clipped stored ones), without a float copy.
+    """
+    window = ct_window_for(modality, ct_window)
+    n = int(np.asarray(volume).size)
+    if n == 0:
+        return IntensityStats(window, 0.0, 0.0, 0.0, "percentile", (0.0, 0.0))
+    positions = (n - 1) * np.asarray(percentiles, dtype=np.float64) / 100.0
+    below = np.floor(positions).astype(np.int64)
+    above = np.minimum(below + 1, n - 1)
+    ranks = np.unique(np.concatenate([[0], below, above]))
+    values = dict(zip(ranks.tolist(), _order_statistics(volume, ranks).tolist(), strict=True))
+    if window is not None:
+        values = {k: min(max(v, window[0]), window[1]) for k, v in values.items()}
+    bounds = []
+    for k0, k1, t in zip(below.tolist(), above.tolist(), (positions - below).tolist(), strict=True):
+        a, b = values[k0], values[k1]
+        diff = b - a  # numpy's _lerp (float64, as np.percentile computes it)
+        bounds.append(b - diff * (1.0 - t) if t >= 0.5 else a + diff * t)
+    return IntensityStats(
+        window=window,
+        mean=0.0,
+        std=0.0,
+        minimum=values[0],
+        scaling="percentile",
+        bounds=(bounds[0], bounds[1]),
+    )
 
 
 def scale_percentile(
@@ -110,12 +215,23 @@ def scale_percentile(
 
     A volume without spread between the two percentiles becomes zeros.
     """
-    data = np.asarray(volume, dtype=np.float32)
-    lo, hi = (float(v) for v in np.percentile(data, percentiles))
-    if hi - lo < _EPS:
-        return np.zeros_like(data)
-    out = (np.clip(data, lo, hi) - lo) * np.float32(2.0 / (hi - lo)) - np.float32(1.0)
-    return out.astype(np.float32, copy=False)
+    return apply_intensity(volume, percentile_stats(volume, "MR", None, percentiles))
+
+
+def volume_stats(
+    volume: np.ndarray,
+    modality: str,
+    ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+    scaling: str = "zscore",
+    percentiles: tuple[float, float] = PERCENTILES,
+) -> IntensityStats:
+    """The statistics of ``volume`` for ``scaling`` without float copies of it: z-score
+    :func:`intensity_stats_by_slab`, percentile :func:`percentile_stats`."""
+    if scaling == "percentile":
+        return percentile_stats(volume, modality, ct_window, percentiles)
+    if scaling != "zscore":
+        raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
+    return intensity_stats_by_slab(volume, modality, ct_window)
 
 
 def normalise_intensity(
@@ -128,18 +244,14 @@ def normalise_intensity(
     """Normalised float32 copy of ``volume`` (any shape, any numeric dtype).
 
     ``scaling``: ``"zscore"`` (SAM-Med3D's, the default) or ``"percentile"``
-    (:func:`scale_percentile` with ``percentiles`` after the CT clip); ``ct_window`` None: no
+    (:func:`percentile_stats` with ``percentiles`` after the CT clip); ``ct_window`` None: no
     clip. Per-crop ``"crop_zscore"`` is :func:`zscore_crop`, applied to each model input.
     """
     if scaling == "percentile":
-        return scale_percentile(_clipped(volume, ct_window_for(modality, ct_window)), percentiles)
+        return apply_intensity(volume, percentile_stats(volume, modality, ct_window, percentiles))
     if scaling != "zscore":
         raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
     return apply_intensity(volume, intensity_stats(volume, modality, ct_window))
-
-
-#: Voxels per slab of :func:`intensity_stats_by_slab` (its only temporaries are slab-sized).
-_SLAB_VOXELS = 1 << 22
 
 
 def intensity_stats_by_slab(

@@ -38,8 +38,8 @@ from neurosam3d.transforms.intensity import (
     DEFAULT_CT_WINDOW,
     PERCENTILES,
     ct_window_for,
-    intensity_stats_by_slab,
     normalise_intensity,
+    volume_stats,
     zscore_crop,
 )
 
@@ -236,20 +236,21 @@ class Preprocessing:
         ``modality``: ``"CT"`` or ``"MR"`` (the CT window applies to CT only). Volume-level
         rules normalise the whole volume once (so any window equals the window of the
         normalised volume, and a training-store crop equals it too); ``crop_zscore`` keeps the
-        raw values and normalises each window (:meth:`PreparedImage.window`). ``lazy`` (the
-        ``zscore`` rule only): ``volume`` stays as stored and is normalised per read
-        (:class:`~.volume.NormalisedVolume`, statistics computed slab by slab), so a full-size
-        volume gets no float32 copy; windows equal the eager ones up to float32 rounding.
+        raw values and normalises each window (:meth:`PreparedImage.window`). ``lazy``
+        (volume-level rules): ``volume`` stays as stored and is normalised per read
+        (:class:`~.volume.NormalisedVolume`, statistics computed without float copies:
+        :func:`~.intensity.volume_stats`), so a full-size volume gets no float32 copy; windows
+        equal the eager ones (the z-score up to float32 rounding of its statistics).
         """
         grid = self.grid(affine, volume.shape[:3])
-        if lazy and self.intensity == "zscore":
-            from neurosam3d.transforms.volume import NormalisedVolume
-
-            stats = intensity_stats_by_slab(volume, modality, self.ct_window)
-            return PreparedImage(NormalisedVolume(volume, stats), grid, stats.background, None)
         if self.intensity == "crop_zscore":
             data = np.asarray(volume, dtype=np.float32)
             return PreparedImage(data, grid, 0.0, zscore_crop)
+        if lazy:
+            from neurosam3d.transforms.volume import NormalisedVolume
+
+            stats = volume_stats(volume, modality, self.ct_window, self.intensity, self.percentiles)
+            return PreparedImage(NormalisedVolume(volume, stats), grid, stats.background, None)
         data = normalise_intensity(
             volume, modality, self.ct_window, scaling=self.intensity, percentiles=self.percentiles
         )

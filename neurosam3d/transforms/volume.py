@@ -3,10 +3,11 @@
 A full-size CT (488 x 404 x 224 int16, 88 MB) becomes 177 MB as a normalised float32 copy, and
 the copy is made by float temporaries of the same size. :class:`NormalisedVolume` keeps the
 stored array as it is and normalises only what is read from it (a window's crop, a slice),
-with statistics of the whole volume computed slab by slab
-(:func:`~neurosam3d.transforms.intensity.intensity_stats_by_slab`), so a crop equals the same
-crop of :func:`~neurosam3d.transforms.intensity.normalise_intensity`'s result up to float32
-rounding of the statistics.
+with statistics of the whole volume computed without float copies of it
+(:func:`~neurosam3d.transforms.intensity.volume_stats`: the z-score slab by slab, the
+percentiles from a histogram or ``np.partition`` in the stored dtype), so a crop equals the
+same crop of :func:`~neurosam3d.transforms.intensity.normalise_intensity`'s result (exactly
+for the percentile rule, up to float32 rounding of the statistics for the z-score).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import numpy as np
 
 from neurosam3d.transforms.intensity import (
     DEFAULT_CT_WINDOW,
+    PERCENTILES,
     IntensityStats,
     apply_intensity,
-    intensity_stats_by_slab,
+    volume_stats,
 )
 
 
@@ -40,10 +42,13 @@ class NormalisedVolume:
         image: nib.Nifti1Image,
         modality: str,
         ct_window: tuple[float, float] | None = DEFAULT_CT_WINDOW,
+        scaling: str = "zscore",
+        percentiles: tuple[float, float] = PERCENTILES,
     ) -> NormalisedVolume:
-        """The stored voxels of ``image`` (read once, in their dtype) and their z-score."""
+        """The stored voxels of ``image`` (read once, in their dtype) and their statistics for
+        ``scaling`` (``"zscore"`` or ``"percentile"``)."""
         stored = np.asarray(image.dataobj)
-        return cls(stored, intensity_stats_by_slab(stored, modality, ct_window))
+        return cls(stored, volume_stats(stored, modality, ct_window, scaling, percentiles))
 
     @property
     def shape(self) -> tuple[int, ...]:

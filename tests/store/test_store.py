@@ -22,6 +22,8 @@ from neurosam3d.store.reader import bind_rows, read_image_crop, read_target_crop
 from neurosam3d.training.crops import padded_crop
 from neurosam3d.training.datasets import CropDataset
 from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
+from neurosam3d.transforms import Preprocessing
+from neurosam3d.transforms.geometry import Box
 from neurosam3d.transforms.intensity import normalise_intensity
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"
@@ -171,3 +173,66 @@ def test_overlapping_classes_are_kept_exactly_in_one_label_volume(tmp_path: Path
         picked = locations[row["location_offsets"][k] : row["location_offsets"][k + 1]]
         assert len(picked) == min(int(mask.sum()), 2048)
         assert mask[tuple(picked.T)].all()  # every stored crop centre is a target voxel
+
+
+@pytest.fixture(scope="module")
+def narrow_tree(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped CTs' tree with its store rebuilt for the CT window [-200, 300]."""
+    root = tmp_path_factory.mktemp("narrow") / "tree"
+    shutil.copytree(tree, root)
+    build_store(root, ct_window=(-200.0, 300.0))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("rule", "window"),
+    [("zscore", (-200.0, 300.0)), ("percentile", (-200.0, 300.0)), ("percentile", None)],
+)
+def test_training_crops_equal_evaluations_normalised_crops(
+    tree: Path, narrow_tree: Path, rule: str, window: tuple[float, float] | None
+) -> None:
+    """Training's store path and evaluation's :meth:`Preprocessing.prepare` (lazy and eager)
+    give the same model input for the same region of a real CT, padding included."""
+    root = tree if window is None else narrow_tree
+    window = window or (-1000.0, 1000.0)
+    table = _table(root)
+    record = Preprocessing(intensity=rule, ct_window=window)
+    val = CropDataset(table, CROP, train=False, ct_window=window, intensity=rule)
+    train = CropDataset(table, CROP, train=True, ct_window=window, intensity=rule)
+    prepared: dict[str, list] = {}
+    for row in range(0, len(table), 17):
+        path = str(table.image_path[row])
+        if path not in prepared:
+            image = load_nifti(root / path)
+            stored = np.asarray(image.dataobj)
+            prepared[path] = [
+                record.prepare(stored, "CT", image.affine, lazy=lazy) for lazy in (True, False)
+            ]
+        starts = [val.crop_origin(row, 0), train.crop_origin(row, 3 + row), np.array([-9, -9, 5])]
+        for start in starts:
+            crop = read_image_crop(val.store, row, start, CROP, rule)
+            for image in prepared[path]:
+                expected = image.window(Box(tuple(int(s) for s in start), (CROP,) * 3))
+                np.testing.assert_allclose(crop, expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(
+            val[row]["image"][0].numpy(),
+            read_image_crop(val.store, row, val.crop_origin(row, 0), CROP, rule),
+        )
+    if rule == "percentile":  # the 0.05 / 99.95 percentiles after the clip go to -1 and 1
+        assert crop.min() == -1.0 and crop.max() <= 1.0
+
+
+def test_a_store_without_percentiles_is_refused_with_the_rebuild_command(
+    tree: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "tree"
+    shutil.copytree(tree, root)
+    old = pq.read_table(root / "store.parquet").drop(["percentile_low", "percentile_high"])
+    pq.write_table(old, root / "store.parquet")  # what an older version (store/1) wrote
+    with pytest.raises(StoreError) as refused:
+        CropDataset(_table(root), CROP, train=False, intensity="percentile")
+    message = str(refused.value)
+    assert "missing columns ['percentile_high', 'percentile_low']" in message
+    assert f"neurosam3d store build --root {root}" in message
+    with pytest.raises(ValueError, match="crop_zscore"):
+        CropDataset(_table(tree), CROP, train=False, intensity="crop_zscore")

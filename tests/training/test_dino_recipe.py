@@ -12,6 +12,7 @@ import torch
 from neurosam3d.model import CheckpointError, build_model, export_checkpoint
 from neurosam3d.training.config import load_config
 from neurosam3d.training.module import build_network
+from neurosam3d.training.preprocessing import training_preprocessing
 from neurosam3d.transforms.intensity import normalise_intensity, scale_percentile
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -22,6 +23,8 @@ def test_dino_recipe_is_the_seeds() -> None:
     arch = cfg.model.architecture()
     assert cfg.model.name == "dinov2_vitl3d" and arch.img_size == 112
     assert (arch.embedding_size, arch.low_res_size, arch.input_scaling) == (7, 28, "percentile")
+    record = training_preprocessing(cfg)  # what training applies and records: the same rule
+    assert (record.intensity, record.percentiles) == ("percentile", (0.05, 99.95))
     assert (cfg.data.batch_size, cfg.trainer.accumulate_grad_batches) == (2, 4)
     assert (cfg.optim.lr, cfg.optim.decoder_lr_scale, cfg.optim.weight_decay) == (1e-3, 0.1, 0.005)
     assert (cfg.schedule.name, cfg.schedule.step_size, cfg.schedule.gamma) == ("step", 2000, 0.9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tracemalloc
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +17,12 @@ from neurosam3d.transforms import (
     record_from_metadata,
 )
 from neurosam3d.transforms.geometry import Box
-from neurosam3d.transforms.intensity import intensity_stats, zscore_crop
+from neurosam3d.transforms.intensity import (
+    PERCENTILES,
+    intensity_stats,
+    percentile_stats,
+    zscore_crop,
+)
 
 CT = (
     Path(__file__).resolve().parents[2]
@@ -100,3 +106,43 @@ def test_intensity_rules_on_a_real_ct() -> None:
     expected = (padded - positive.mean()) / positive.std(ddof=1)
     np.testing.assert_allclose(crop, expected, atol=1e-4)
     np.testing.assert_array_equal(zscore_crop(np.zeros((4, 4, 4))), np.zeros((4, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "window"),
+    [
+        (np.int16, 800.0, (-1000.0, 1000.0)),  # a histogram of the stored values, then clipped
+        (np.uint8, 60.0, None),
+        (np.uint32, 5e8, None),  # too wide for a histogram: np.partition in the stored dtype
+        (np.float32, 1.0, None),
+    ],
+)
+def test_percentiles_are_numpys_without_a_float_copy(dtype, scale, window) -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 1001, 4096):
+        values = rng.normal(0.0, scale, n)
+        if np.issubdtype(dtype, np.unsignedinteger):
+            values = np.abs(values)
+        volume = values.astype(dtype).reshape(-1, 1, 1)
+        data = volume.astype(np.float32)
+        clipped = data if window is None else np.clip(data, *window)
+        stats = percentile_stats(volume, "CT" if window else "MR", window)
+        expected = np.percentile(clipped, PERCENTILES)
+        np.testing.assert_allclose(stats.bounds, expected, rtol=1e-6, atol=0)
+        assert stats.minimum == clipped.min()
+
+
+def test_lazy_percentile_scaling_makes_no_float_copy_and_matches_the_eager_one() -> None:
+    image = nib.load(CT)
+    volume = np.tile(np.asarray(image.dataobj), (2, 2, 2))  # int16, 2.6 M voxels
+    record = Preprocessing(intensity="percentile", ct_window=(-200.0, 300.0))
+    tracemalloc.start()
+    lazy = record.prepare(volume, "CT", image.affine, lazy=True)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < volume.size * 4 / 2, peak  # a float32 copy would be volume.size * 4 bytes
+    eager = record.prepare(volume, "CT", image.affine)
+    box = Box((-5, 20, 3), (48, 48, 48))
+    np.testing.assert_array_equal(lazy.window(box), eager.window(box))
+    assert lazy.background == eager.background == -1.0
+    np.testing.assert_array_equal(lazy.volume[:, :, 7], eager.volume[:, :, 7])
