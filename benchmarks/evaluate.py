@@ -16,7 +16,7 @@ windows follow its target instead. 10 clicks (``--clicks``), ``random_error`` ru
 
 Both sides run the same protocol with the same model, seed and click rule: the same windows
 (laid over the target, then seeded and grown from the stitched prediction by
-:class:`~neurosam3d.evaluation.growth.GrowingWindows`), the same clicks, each window encoded
+:class:`~neurosam3d.windows.growth.GrowingWindows`), the same clicks, each window encoded
 once, as upstream SAM-Med3D encodes its crop once, and the same image (stored voxels,
 normalised per crop, :func:`~neurosam3d.evaluation.api.normalised_image`). They differ in what
 a click costs besides the model:
@@ -58,11 +58,11 @@ import numpy as np
 import torch
 
 from neurosam3d.evaluation.api import normalised_image
-from neurosam3d.evaluation.growth import GrowingWindows
 from neurosam3d.evaluation.protocol import ProtocolConfig, _working_bbox, run_full, target_seed
-from neurosam3d.evaluation.windows import plan_windows, union_box
 from neurosam3d.prompts import NOT_A_POINT, get_click_rule
 from neurosam3d.transforms.geometry import box_to_original, grid_for_image, sample_box
+from neurosam3d.windows.growth import GrowingWindows
+from neurosam3d.windows.tiling import plan_windows, union_box
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "samples" / "nnUNet_raw" / "Dataset001_TotalSegCT"

@@ -52,7 +52,6 @@ import pyarrow.parquet as pq
 import torch
 
 from neurosam3d.data.schema import MANIFEST_SCHEMA, check_schema
-from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
 from neurosam3d.evaluation.models import (
     checkpoint_path,
     model_preprocessing,
@@ -92,6 +91,7 @@ from neurosam3d.transforms import Preprocessing
 from neurosam3d.transforms.geometry import grid_for_image
 from neurosam3d.transforms.intensity import apply_intensity
 from neurosam3d.transforms.volume import NormalisedVolume
+from neurosam3d.windows.growth import DEFAULT_MAX_WINDOWS
 
 logger = logging.getLogger(__name__)
 
@@ -501,28 +501,18 @@ def evaluate(
     return summarise(out_dir)
 
 
+@dataclass(eq=False)
 class _CaseContext:
     """Everything one case's targets share: the model, protocol, identity and output folder."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        config: ProtocolConfig,
-        preprocessing: Preprocessing,
-        amp_dtype: torch.dtype | None,
-        label: str,
-        seen: set[tuple[str, str]],
-        class_masks: bool,
-        out_dir: Path,
-    ) -> None:
-        self.model = model
-        self.config = config
-        self.preprocessing = preprocessing
-        self.amp_dtype = amp_dtype
-        self.label = label
-        self.seen = seen
-        self.class_masks = class_masks
-        self.out_dir = out_dir
+    model: torch.nn.Module
+    config: ProtocolConfig
+    preprocessing: Preprocessing
+    amp_dtype: torch.dtype | None
+    label: str
+    seen: set[tuple[str, str]]
+    class_masks: bool
+    out_dir: Path
 
     def run(
         self, root: Path, case_rows: pd.DataFrame, workers: int

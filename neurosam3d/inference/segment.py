@@ -4,7 +4,7 @@
    (working grid, intensity rule: :meth:`Preprocessing.prepare`, what training, evaluation and
    the registered model use) and windows of the model's input size are laid over the clicks (and the optional box); every window gets the clicks that
    fall inside it, fed one at a time with the previous low-resolution logits, as in training.
-2. The prediction is then made whole by :class:`~neurosam3d.evaluation.growth.GrowingWindows`
+2. The prediction is then made whole by :class:`~neurosam3d.windows.growth.GrowingWindows`
    (the mechanism the evaluation's ``full`` protocol uses): every laid window the stitched mask
    overlaps, and the window beyond every face a window's mask reaches where the image
    continues, is added and seeded with one positive click at the deepest voxel of the mask
@@ -22,10 +22,10 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
-from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, plan_windows
 from neurosam3d.transforms import Preprocessing
 from neurosam3d.transforms.geometry import box_to_original
+from neurosam3d.windows.growth import DEFAULT_MAX_WINDOWS, GrowingWindows
+from neurosam3d.windows.tiling import DEFAULT_OVERLAP, plan_windows
 
 logger = logging.getLogger(__name__)
 

@@ -65,8 +65,8 @@ class PromptableSegmenter(mlflow.pyfunc.PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
         from neurosam3d.inference import predict_file
+        from neurosam3d.windows.growth import DEFAULT_MAX_WINDOWS
 
         max_windows = int((params or {}).get("max_windows") or DEFAULT_MAX_WINDOWS)
         masks, voxels = [], []

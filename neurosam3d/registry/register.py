@@ -285,8 +285,8 @@ def register_model(
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from neurosam3d.evaluation.growth import DEFAULT_MAX_WINDOWS
     from neurosam3d.registry.pyfunc import PromptableSegmenter
+    from neurosam3d.windows.growth import DEFAULT_MAX_WINDOWS
 
     trained = None
     if train_summary is not None and train_summary.is_file():

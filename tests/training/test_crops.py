@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurosam3d.evaluation.windows import plan_windows
 from neurosam3d.training.crops import bbox_centre, crop_start, padded_crop
 from neurosam3d.training.datamodule import evenly_spaced, select_rows
 from neurosam3d.training.datasets import BalancedSampler, CropDataset, ShardSampler
 from neurosam3d.training.samples import SampleFilter, SampleTable, read_manifests
 from neurosam3d.transforms.intensity import normalise_intensity
+from neurosam3d.windows.tiling import plan_windows
 
 CROP = 32
 

@@ -1,5 +1,6 @@
-"""Layers: transforms is below everything that prepares model inputs; no import cycles where the
-issue found them (evaluation -> training, data/config <-> data/layouts)."""
+"""Layers: transforms is below everything that prepares model inputs; the window machinery
+(:mod:`neurosam3d.windows`) is below evaluation and inference; no import cycles where the issue
+found them (evaluation -> training, inference -> evaluation, data/config <-> data/layouts)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,27 @@ def _packages(module: str) -> set[str]:
 def test_transforms_import_nothing_above_them(module: str) -> None:
     above = {"data", "training", "evaluation", "inference", "registry", "model", "store", "cli"}
     assert not _packages(module) & above
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "neurosam3d.windows",
+        "neurosam3d.windows.tiling",
+        "neurosam3d.windows.session",
+        "neurosam3d.windows.growth",
+    ],
+)
+def test_windows_are_below_evaluation_and_inference(module: str) -> None:
+    above = {"evaluation", "inference", "training", "registry", "store", "data", "cli"}
+    assert not _packages(module) & above
+
+
+def test_inference_does_not_import_evaluation() -> None:
+    for module in ("neurosam3d.inference", "neurosam3d.inference.segment"):
+        packages = _packages(module)
+        assert "evaluation" not in packages, module
+        assert "windows" in packages, module  # the shared window machinery, from below
 
 
 def test_evaluation_and_inference_do_not_import_training() -> None:

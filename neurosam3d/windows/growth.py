@@ -3,7 +3,7 @@
 A :class:`GrowingWindows` holds the windows of one structure on the working grid:
 
 * **laid** windows (a tiling over the clicks or the target's box, :func:`plan_windows`);
-* windows **in use**: each has a :class:`~neurosam3d.evaluation.session.WindowSession` (clicks,
+* windows **in use**: each has a :class:`~neurosam3d.windows.session.WindowSession` (clicks,
   embedding computed once, last logits) and a prediction in the :class:`Stitcher`.
 
 :meth:`GrowingWindows.click` gives a click to every known window containing it;
@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import KW_ONLY, dataclass, field
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from neurosam3d.evaluation.session import WindowSession, predict_sessions
-from neurosam3d.evaluation.windows import DEFAULT_OVERLAP, Stitcher, border_neighbours, union_box
 from neurosam3d.transforms.geometry import Box, GridMap
+from neurosam3d.windows.session import WindowSession, predict_sessions
+from neurosam3d.windows.tiling import DEFAULT_OVERLAP, Stitcher, border_neighbours, union_box
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def deepest_voxel(mask: np.ndarray, region: Box, window: Box) -> np.ndarray | No
     return index.astype(np.float64) + np.asarray(lo) + np.asarray(region.start)
 
 
+@dataclass(eq=False)
 class GrowingWindows:
     """The windows of one structure and their stitched prediction (module docstring).
 
@@ -70,36 +72,23 @@ class GrowingWindows:
     :class:`~neurosam3d.transforms.Preprocessing`), or None.
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        image: np.ndarray,
-        grid: GridMap,
-        *,
-        background: float,
-        overlap: float = DEFAULT_OVERLAP,
-        threshold: float = 0.5,
-        max_windows: int = DEFAULT_MAX_WINDOWS,
-        box_prompt: np.ndarray | None = None,
-        amp_dtype: torch.dtype | None = None,
-        crop_transform: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> None:
-        self.model = model
-        self.crop_transform = crop_transform
-        self.image = image
-        self.grid = grid
-        self.background = background
-        self.overlap = overlap
-        self.threshold = threshold
-        self.max_windows = max_windows
-        self.box_prompt = box_prompt
-        self.amp_dtype = amp_dtype
-        self.laid: list[Box] = []
-        self.sessions: dict[Box, WindowSession] = {}
-        self.stitcher: Stitcher | None = None
-        self.capped = False
-        #: unpredicted windows the mask overlapped when :meth:`propagate` last stopped
-        self.pending = 0
+    model: torch.nn.Module
+    image: np.ndarray
+    grid: GridMap
+    _: KW_ONLY
+    background: float
+    overlap: float = DEFAULT_OVERLAP
+    threshold: float = 0.5
+    max_windows: int = DEFAULT_MAX_WINDOWS
+    box_prompt: np.ndarray | None = None
+    amp_dtype: torch.dtype | None = None
+    crop_transform: Callable[[np.ndarray], np.ndarray] | None = None
+    laid: list[Box] = field(default_factory=list, init=False)
+    sessions: dict[Box, WindowSession] = field(default_factory=dict, init=False)
+    stitcher: Stitcher | None = field(default=None, init=False)
+    capped: bool = field(default=False, init=False)
+    #: unpredicted windows the mask overlapped when :meth:`propagate` last stopped
+    pending: int = field(default=0, init=False)
 
     def lay(self, boxes: Iterable[Box]) -> None:
         """Add windows (in order) that clicks may go to and the mask may be seeded into."""

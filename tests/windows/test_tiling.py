@@ -5,8 +5,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from neurosam3d.evaluation.windows import Stitcher, border_neighbours, plan_windows, union_box
 from neurosam3d.transforms.geometry import Box
+from neurosam3d.windows.tiling import Stitcher, border_neighbours, plan_windows, union_box
 
 
 def _covered(windows: list[Box], shape) -> np.ndarray:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from neurosam3d.evaluation.windows import PROBABILITY_DTYPE
 from neurosam3d.transforms.geometry import Box, GridMap, sample_box
+from neurosam3d.windows.tiling import PROBABILITY_DTYPE
 
 #: Most windows decoded in one batch: a batch's upsampled probabilities and mask take about
 #: 20 MB per 128^3 window, so larger batches cost memory for little CPU time.
@@ -103,8 +103,8 @@ def predict_sessions(
 ) -> list[np.ndarray]:
     """Predict every session from all its clicks and its last logits; probabilities per session.
 
-    Probabilities are ``box.size`` arrays of :data:`~.windows.PROBABILITY_DTYPE` (float16):
-    what the :class:`~.windows.Stitcher` keeps.
+    Probabilities are ``box.size`` arrays of :data:`~.tiling.PROBABILITY_DTYPE` (float16):
+    what the :class:`~.tiling.Stitcher` keeps.
 
     Windows are encoded on first use, one at a time (an encoder batch of 128^3 crops costs
     memory, not time); decoding is batched over the sessions that have the same number of clicks
