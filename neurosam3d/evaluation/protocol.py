@@ -7,12 +7,14 @@ original grid:
 
 1. the working grid (optional reorientation and resampling, :mod:`neurosam3d.transforms.geometry`) is planned, and
    windows of the model's input size are laid over the reference's bounding box (one window
-   centred on it, as SAM-Med3D crops, or a tiling for larger targets, :mod:`neurosam3d.windows.tiling`);
+   centred on it, as SAM-Med3D crops, or a tiling for larger targets,
+   :mod:`neurosam3d.windows.tiling`);
 2. ``clicks`` clicks are simulated with a named, seeded rule from :mod:`neurosam3d.prompts` on
    the region the windows cover, each against the current stitched prediction;
 3. each click goes to the windows that contain it; those are predicted again from **all** their
    clicks so far and their previous low-resolution logits (one batch); then the prediction is
-   made whole by the mechanism of ``neurosam3d predict`` (:class:`~neurosam3d.windows.growth.GrowingWindows`):
+   made whole by the mechanism of ``neurosam3d predict``
+   (:class:`~neurosam3d.windows.growth.GrowingWindows`):
    every laid window the stitched mask overlaps, and every window beyond a face a window's mask
    reaches, is added and seeded with a positive click at the mask's deepest voxel inside it
    (``seeded_clicks``, not counted as clicks). A window's embedding is computed once;

@@ -14,8 +14,9 @@ such voxels, or no spread, all voxels are used; a constant volume becomes zeros.
 The two halves are separate so that a crop can be normalised without its volume:
 :func:`intensity_stats` (z-score) or :func:`percentile_stats` computes a volume's
 :class:`IntensityStats` once (the training store keeps both per case, :mod:`neurosam3d.store`),
-:func:`apply_intensity` normalises any part of the volume with them. :func:`normalise_intensity` (evaluation, inference) is the two in a row, so
-a store crop equals the same crop of the normalised whole volume, voxel for voxel.
+:func:`apply_intensity` normalises any part of the volume with them. :func:`normalise_intensity`
+(evaluation, inference) is the two in a row, so a store crop equals the same crop of the
+normalised whole volume, voxel for voxel.
 
 Three rules (``Preprocessing.intensity``, :mod:`neurosam3d.transforms.preprocessing`):
 
@@ -179,8 +180,10 @@ def percentile_stats(
     """The ``"percentile"`` statistics of a whole ``volume`` (any shape, numeric dtype).
 
     ``bounds``: the CT-clipped volume's values at ``percentiles``, as ``np.percentile`` (its
-    default "linear" method) of the clipped float32 volume gives them; computed from exact order statistics of the stored values (clipping is monotone, so the
-    clipped volume's order statistics are the clipped stored ones), without a float copy.
+    default "linear" method) of the clipped volume gives them (to float rounding of the
+    interpolation); computed from exact order statistics of the stored values (clipping is
+    monotone, so the clipped volume's order statistics are the clipped stored ones), without a
+    float copy of the volume.
     """
     window = ct_window_for(modality, ct_window)
     n = int(np.asarray(volume).size)
