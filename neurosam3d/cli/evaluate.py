@@ -131,11 +131,11 @@ def evaluate_command(
     """
     import json
 
+    from neurosam3d.data.shards import parse_shard
     from neurosam3d.evaluation.api import (
         EvaluationStateError,
         ManifestError,
         evaluate,
-        parse_shard,
     )
     from neurosam3d.evaluation.api import (
         summarise as summarise_folder,

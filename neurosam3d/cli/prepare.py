@@ -132,12 +132,21 @@ def prepare_command(
         bool,
         typer.Option("--strict", help="Exit with status 1 if anything was quarantined."),
     ] = False,
+    shard: Annotated[
+        str,
+        typer.Option(
+            "--shard",
+            help="I/N: prepare only the cases of shard I of N (a stable hash of the case id), "
+            "so N processes or machines prepare one dataset at once, each shard into its own "
+            "--out; `neurosam3d combine` merges them. Default 1/1: every case.",
+        ),
+    ] = "1/1",
 ) -> None:
     """Turn raw datasets into per-class label trees and Parquet manifests.
 
     Each raw label map is read once per case; one binary uint8 mask is written per class present, on the image's grid. Rejected inputs are listed in OUT/quarantine.parquet with the reason while the rest is prepared. Reruns skip unchanged cases; outputs are byte-deterministic.
 
-    Examples: neurosam3d prepare --layout nnunet --root data/Dataset001_X --out work/prepared ; neurosam3d prepare --dataset kits23 --raw-root /datasets --out work/prepared ; neurosam3d prepare --all-samples --out work/prepared
+    Examples: neurosam3d prepare --layout nnunet --root data/Dataset001_X --out work/prepared ; neurosam3d prepare --dataset kits23 --raw-root /datasets --out work/prepared ; neurosam3d prepare --all-samples --out work/prepared ; neurosam3d prepare --dataset totalsegmentator_v2 --shard 2/4 --out work/data/datasets/totalsegmentator_v2-2of4
     """
     from rich.console import Console
 
@@ -148,8 +157,13 @@ def prepare_command(
         load_dataset_config,
         sample_dataset_names,
     )
-    from neurosam3d.data.prepare import DatasetBusyError, prepare_dataset
+    from neurosam3d.data.prepare import DatasetBusyError, ShardConflictError, prepare_dataset
+    from neurosam3d.data.shards import parse_shard
 
+    try:
+        shard_index = parse_shard(shard)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shard") from exc
     names = list(dataset or []) + (sample_dataset_names() if all_samples else [])
     if (layout is None) != (root is None):
         raise typer.BadParameter("--layout and --root go together")
@@ -184,10 +198,11 @@ def prepare_command(
                     orientation=orientation,
                     compresslevel=compresslevel,
                     progress=partial(_show_progress, bar, task),
+                    shard=shard_index,
                 )
             except ConfigError as exc:
                 raise typer.BadParameter(str(exc)) from exc
-            except DatasetBusyError as exc:
+            except (DatasetBusyError, ShardConflictError) as exc:
                 console.print(f"[red]error:[/] {exc}", soft_wrap=True)
                 raise typer.Exit(1) from exc
         console.print(report.summary())

@@ -47,11 +47,21 @@ _SORT = {
 _SCHEMA_KEY = b"neurosam3d.schema"
 
 
-def sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    table = pa.Table.from_pylist(rows, schema=schema)
+def sort_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` (of ``schema``) in the one row order of its kind (see the module docstring)."""
     if table.num_rows:
         table = table.sort_by([(c, "ascending") for c in _SORT[schema]])
     return table
+
+
+def sorted_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    return sort_table(pa.Table.from_pylist(rows, schema=schema), schema)
+
+
+def schema_of(table: pa.Table) -> pa.Schema | None:
+    """Which of the table kinds (:data:`COMBINED`'s schemas) ``table`` says it is, if any."""
+    found = (table.schema.metadata or {}).get(_SCHEMA_KEY)
+    return next((s for s in COMBINED if s.metadata[_SCHEMA_KEY] == found), None)
 
 
 def write_table(table: pa.Table, path: Path) -> None:
@@ -137,9 +147,6 @@ def rebuild_combined(
         for schema in schemas:
             name = COMBINED[schema]
             tables = parts[schema] or [schema.empty_table()]
-            combined = pa.concat_tables(tables)
-            if combined.num_rows:
-                combined = combined.sort_by([(c, "ascending") for c in _SORT[schema]])
-            write_table(combined, out_root / name)
+            write_table(sort_table(pa.concat_tables(tables), schema), out_root / name)
             result[name] = out_root / name
         return result

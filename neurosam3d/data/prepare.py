@@ -20,6 +20,9 @@ Cases run in parallel worker processes; rejected inputs go to the quarantine tab
 rest of the dataset is prepared. One ``prepare`` per dataset and output folder at a time: a second
 one is refused with :class:`DatasetBusyError` while the first holds the dataset's lock
 (``.prepare/<dataset>.neurosam3d-lock``); different datasets may run concurrently into one folder.
+``shard=(I, N)`` prepares only the cases of shard I of N (:mod:`neurosam3d.data.shards`), each
+shard into its own output folder, so that N processes or machines prepare one dataset at once;
+``neurosam3d combine`` merges the shards' tables.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ from neurosam3d.data.casework import (
 )
 from neurosam3d.data.config import ConfigError, DatasetConfig, load_dataset_config
 from neurosam3d.data.layouts import LAYOUTS
-from neurosam3d.data.manifest import MANIFESTS_DIR, rebuild_combined, write_dataset_tables
+from neurosam3d.data.manifest import (
+    MANIFESTS_DIR,
+    dataset_table_paths,
+    rebuild_combined,
+    write_dataset_tables,
+)
 from neurosam3d.data.problems import Problem
 from neurosam3d.data.records import (
     RECORD_SUFFIX,
@@ -59,7 +67,24 @@ from neurosam3d.data.records import (
     records_dir,
     write_digests,
 )
-from neurosam3d.io.atomic import TMP_MARKER, ensure_writable_dir, remove_stale_temporaries
+from neurosam3d.data.shards import (
+    ASSIGNMENT,
+    WHOLE,
+    Shard,
+    ShardRecord,
+    case_list_digest,
+    claim_path,
+    format_shard,
+    in_shard,
+    shard_record_path,
+    write_shard_record,
+)
+from neurosam3d.io.atomic import (
+    TMP_MARKER,
+    atomic_write_bytes,
+    ensure_writable_dir,
+    remove_stale_temporaries,
+)
 from neurosam3d.io.locks import exclusive_or_refuse
 from neurosam3d.io.nifti import DEFAULT_COMPRESSLEVEL
 from neurosam3d.io.paths import check_name
@@ -75,6 +100,10 @@ LOCK_SUFFIX = ".neurosam3d-lock"
 
 class DatasetBusyError(RuntimeError):
     """Another process is preparing the same dataset into the same output folder."""
+
+
+class ShardConflictError(RuntimeError):
+    """The output folder holds another shard of the dataset (or its unsharded preparation)."""
 
 
 @contextlib.contextmanager
@@ -102,6 +131,7 @@ class PrepareReport:
     dataset: str
     out_dir: Path
     raw_root: Path
+    shard: Shard = WHOLE
     cases: int = 0
     prepared: int = 0
     skipped: int = 0
@@ -112,8 +142,9 @@ class PrepareReport:
     seconds: float = 0.0
 
     def summary(self) -> str:
+        part = "" if self.shard == WHOLE else f" shard {format_shard(self.shard)}"
         return (
-            f"{self.dataset}: {self.cases} cases ({self.prepared} prepared, {self.skipped} "
+            f"{self.dataset}{part}: {self.cases} cases ({self.prepared} prepared, {self.skipped} "
             f"unchanged, {self.rejected_cases} rejected), {self.rows} masks, "
             f"{len(self.problems)} quarantine rows, {self.seconds:.1f} s -> {self.out_dir}"
         )
@@ -237,6 +268,7 @@ def prepare_dataset(
     orientation: str | None = None,
     compresslevel: int = DEFAULT_COMPRESSLEVEL,
     progress: Progress | None = None,
+    shard: Shard = WHOLE,
 ) -> PrepareReport:
     """Prepare one dataset into ``out_dir`` and rebuild the combined tables there.
 
@@ -249,6 +281,9 @@ def prepare_dataset(
     convention (:mod:`neurosam3d.transforms.geometry`), so a model trained on the output and
     recording them (:class:`~neurosam3d.transforms.Preprocessing`) is evaluated and served on
     the same voxel centres. ``compresslevel``: igzip level 1-3 of the written ``.nii.gz`` files.
+    ``shard``: ``(I, N)``, prepare only the cases of shard I of N (and the quarantine rows of
+    their ids; dataset-level rows go to shard 1) into ``out_dir``, which must hold no other
+    shard of the dataset (:class:`ShardConflictError`); see :mod:`neurosam3d.data.shards`.
 
     Input problems become quarantine rows. A failure to write (disk full, read-only or
     unwritable ``out_dir``) raises :class:`~neurosam3d.io.atomic.OutputError`: the outputs of
@@ -264,6 +299,13 @@ def prepare_dataset(
     out = ensure_writable_dir(Path(out_dir).resolve())
     root = config.resolve_root(raw_root)
     found = finalise_cases(config, LAYOUTS[config.layout](config, root))
+    record = _shard_record(config.name, found, shard)
+    if record is not None:
+        found = Discovery(
+            [c for c in found.cases if in_shard(c.case_id, shard)],
+            [p for p in found.problems if in_shard(p.case_id, shard)],
+            found.licence,
+        )
     licence = config.licence if config.licence != "unknown" else found.licence or "unknown"
     spacing = None
     if spacing_mm is not None:
@@ -274,12 +316,59 @@ def prepare_dataset(
         compresslevel,
         orientation=orientation.upper() if orientation else None,
     )
-    log.info("%s: %d cases from %s (layout %s)", config.name, len(found.cases), root, config.layout)
+    log.info(
+        "%s: %d cases%s from %s (layout %s)",
+        config.name,
+        len(found.cases),
+        "" if record is None else f" of shard {record.shard} ({record.dataset_cases} in all)",
+        root,
+        config.layout,
+    )
     with dataset_lock(out, config.name):
+        _claim_shard_folder(out, config.name, shard)
         report = _prepare_locked(config, out, root, found, licence, params, workers, progress)
+        report.shard = shard
+        if record is not None:  # last: a record says its tables are complete
+            write_shard_record(shard_record_path(out / MANIFESTS_DIR, config.name), record)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.summary())
     return report
+
+
+def _shard_record(dataset: str, found: Discovery, shard: Shard) -> ShardRecord | None:
+    """The record of ``shard`` of the discovered dataset (None when unsharded)."""
+    if shard == WHOLE:
+        return None
+    every = {c.case_id for c in found.cases} | {p.case_id for p in found.problems if p.case_id}
+    return ShardRecord(
+        dataset=dataset,
+        shard=format_shard(shard),
+        assignment=ASSIGNMENT,
+        cases=sorted(case_id for case_id in every if in_shard(case_id, shard)),
+        dataset_cases=len(every),
+        dataset_cases_sha256=case_list_digest(every),
+    )
+
+
+def _claim_shard_folder(out: Path, dataset: str, shard: Shard) -> None:
+    """Claim ``out`` for ``shard`` of ``dataset``, or refuse when it holds another shard of it
+    (this run's vanished-case cleanup and tables would replace that shard's) or its unsharded
+    output. The claim (:func:`~neurosam3d.data.shards.claim_path`) is written before any output
+    and kept, so a shard killed half-way is rerun into its folder like any other rerun."""
+    path = claim_path(out, dataset)
+    held: str | None = None
+    if path.exists():
+        held = f"shard {path.read_text().strip()}"
+    elif any(p.exists() for p in dataset_table_paths(out, dataset).values()):
+        held = "the unsharded dataset"
+    wanted = "the unsharded dataset" if shard == WHOLE else f"shard {format_shard(shard)}"
+    if held is not None and held != wanted:
+        raise ShardConflictError(
+            f"{out} holds {held} of dataset {dataset!r} (see {path}); prepare {wanted} into a "
+            f"folder of its own (each shard its own --out), or delete {out}"
+        )
+    if shard != WHOLE and held is None:
+        atomic_write_bytes(path, f"{format_shard(shard)}\n".encode(), durable=False)
 
 
 def _prepare_locked(

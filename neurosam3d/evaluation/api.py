@@ -242,18 +242,6 @@ class EvaluationStateError(ValueError):
     """An output folder that holds another evaluation, or parts that cannot be summarised."""
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` (1 <= I <= N) -> ``(I, N)``; ``ValueError`` naming the problem otherwise."""
-    head, sep, tail = str(text).partition("/")
-    try:
-        index, count = int(head), int(tail)
-    except ValueError:
-        raise ValueError(f"shard {text!r}: expected I/N, e.g. 1/4") from None
-    if not sep or count < 1 or not 1 <= index <= count:
-        raise ValueError(f"shard {text!r}: expected I/N with 1 <= I <= N")
-    return index, count
-
-
 def shard_cases(cases: list[tuple[str, str, str]], shard: tuple[int, int]) -> list[int]:
     """Positions of the cases (sorted keys) that shard ``(I, N)`` evaluates: every N-th from I-1."""
     index, count = shard

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from neurosam3d.cli import app
 from neurosam3d.data.prepare import prepare_dataset
+from neurosam3d.data.shards import parse_shard
 from neurosam3d.evaluation import evaluate
-from neurosam3d.evaluation.api import EvaluationStateError, parse_shard, summarise
+from neurosam3d.evaluation.api import EvaluationStateError, summarise
 from neurosam3d.evaluation.models import resolve_amp, resolve_device
 from neurosam3d.model import build_model
 from neurosam3d.taxonomy import TRAINED_PAIRS_KEY
