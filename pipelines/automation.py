@@ -5,7 +5,7 @@ import json
 import dagster as dg
 
 from pipelines.fingerprint import stat_fingerprint
-from pipelines.partitions import DATASETS
+from pipelines.partitions import SHARDS
 from pipelines.resources import ProjectResource
 
 PER_DATASET = dg.AssetSelection.assets("raw_dataset", "label_tree", "dataset_manifest")
@@ -13,11 +13,12 @@ RETRAIN = dg.AssetSelection.assets(
     "combined_manifest", "trained_model", "evaluation", "registered_model", "promotion"
 )
 
-#: One dataset partition: raw data version, label tree, manifests.
+#: One partition (a dataset, or a shard of one): raw data version, label tree, manifests.
 prepare_dataset_job = dg.define_asset_job("prepare_dataset", selection=PER_DATASET)
 #: Everything after the per-dataset manifests: combine, train, evaluate, register, promote.
 retrain_job = dg.define_asset_job("retrain", selection=RETRAIN)
-#: A changed dataset end to end: its partition, then retraining on the new combined manifest.
+#: A changed dataset (prepared whole) end to end: its partition, then retraining on the new
+#: combined manifest.
 refresh_dataset_job = dg.define_asset_job("refresh_dataset", selection=PER_DATASET | RETRAIN)
 
 
@@ -62,10 +63,11 @@ def _read_cursor(cursor: str | None) -> dict[str, dict]:
 
 
 @dg.sensor(
-    job=refresh_dataset_job,
+    jobs=[refresh_dataset_job, prepare_dataset_job],
     minimum_interval_seconds=300,
     description="Refreshes a dataset whose raw folder changed (file names, sizes or mtimes other "
-    "than last seen, reverts included) or was never seen; reads no file contents.",
+    "than last seen, reverts included) or was never seen; reads no file contents. A dataset in "
+    "N shards gets one prepare_dataset run per shard (retraining follows with the next retrain).",
 )
 def raw_data_version_sensor(
     context: dg.SensorEvaluationContext, project: ProjectResource
@@ -75,15 +77,24 @@ def raw_data_version_sensor(
     computes the DVC hash (``raw_dataset``) and DVC decides what is stale, so a mere touch
     re-runs nothing expensive. Run keys count the changes, so no history repeats a key. With no
     cursor entry yet, the fingerprint of the latest ``raw_dataset`` materialisation stands in.
+
+    Entries are per partition. A dataset prepared whole gets a ``refresh_dataset`` run (its
+    partition, then retraining); the N shards of a dataset prepared in N get a
+    ``prepare_dataset`` run each, side by side: N retrainings racing the other shards would
+    combine a half-refreshed dataset (``neurosam3d combine`` refuses stale shards).
     """
-    known = set(context.instance.get_dynamic_partitions(DATASETS.name))
+    known = set(context.instance.get_dynamic_partitions(SHARDS.name))
     seen = _read_cursor(context.cursor)
     requests = []
-    for key in project.datasets():
+    walked: dict[str, str] = {}  # raw folder -> fingerprint: N shards, one walk
+    for key in project.shards():
         folder = project.raw_folder(key)
         if key not in known or not folder.is_dir():
             continue
-        fingerprint = stat_fingerprint(folder)
+        if str(folder) not in walked:
+            walked[str(folder)] = stat_fingerprint(folder)
+        fingerprint = walked[str(folder)]
+        whole = project.shard(key).shard[1] == 1
         entry = seen.get(key)
         if entry is None:
             entry = {"fingerprint": _last_fingerprint(context.instance, key), "changes": 0}
@@ -96,6 +107,7 @@ def raw_data_version_sensor(
             requests.append(
                 dg.RunRequest(
                     run_key=f"{key}:{changes}:{(previous or 'none')[:12]}->{fingerprint[:12]}",
+                    job_name=(refresh_dataset_job if whole else prepare_dataset_job).name,
                     partition_key=key,
                     tags={"neurosam3d/raw_fingerprint": fingerprint},
                 )
@@ -106,16 +118,17 @@ def raw_data_version_sensor(
 
 @dg.sensor(
     minimum_interval_seconds=60,
-    description="Adds a partition for each dataset newly listed in params.yaml (starts no run).",
+    description="Adds a partition for each entry newly listed in params.yaml's prepare.shards "
+    "(a dataset, or a shard of one; starts no run).",
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def new_dataset_sensor(
+def new_shard_sensor(
     context: dg.SensorEvaluationContext, project: ProjectResource
 ) -> dg.SensorResult:
-    known = set(context.instance.get_dynamic_partitions(DATASETS.name))
-    new = sorted(set(project.datasets()) - known)
+    known = set(context.instance.get_dynamic_partitions(SHARDS.name))
+    new = sorted(set(project.shards()) - known)
     if new:
-        context.log.info("new datasets in params.yaml: %s", ", ".join(new))
+        context.log.info("new partitions in params.yaml: %s", ", ".join(new))
     return dg.SensorResult(
-        dynamic_partitions_requests=[DATASETS.build_add_request(new)] if new else []
+        dynamic_partitions_requests=[SHARDS.build_add_request(new)] if new else []
     )

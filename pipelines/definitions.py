@@ -45,7 +45,7 @@ def build_definitions(
             automation.refresh_dataset_job,
         ],
         schedules=[automation.weekly_retraining],
-        sensors=[automation.raw_data_version_sensor, automation.new_dataset_sensor],
+        sensors=[automation.raw_data_version_sensor, automation.new_shard_sensor],
         resources={**resources, "pipes_subprocess_client": dg.PipesSubprocessClient()},
         executor=configured_executor(executor),
     )

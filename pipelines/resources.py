@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from pipelines.params import load_params
+from pipelines.params import ShardEntry, load_params, shard_entries
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -43,43 +43,52 @@ class ProjectResource(dg.ConfigurableResource):
     def params(self) -> dict[str, Any]:
         return load_params(self.path)
 
-    def datasets(self) -> list[str]:
-        """The configured raw datasets (keys of ``prepare.dataset``): the Dagster partition keys
-        and the DVC stages ``prepare@<key>``."""
-        return list(self.params()["prepare"]["dataset"])
+    def shards(self) -> list[str]:
+        """The partition keys (keys of ``prepare.shards``, checked by
+        :func:`~pipelines.params.shard_entries`): one DVC stage ``prepare@<key>`` each."""
+        return list(shard_entries(self.params()))
 
-    def dataset_config_path(self, dataset: str) -> Path:
-        """The project's ``configs/datasets/<dataset>.yaml`` (what stage ``prepare@<dataset>``
-        reads and depends on)."""
+    def shard(self, key: str) -> ShardEntry:
+        """The ``prepare.shards`` entry of partition ``key`` (``ValueError`` when not listed)."""
+        entries = shard_entries(self.params())
+        if key not in entries:
+            raise ValueError(
+                f"params.yaml: prepare.shards has no entry {key!r} (it lists {', '.join(entries)})"
+            )
+        return entries[key]
+
+    def dataset_config_path(self, key: str) -> Path:
+        """The ``configs/datasets/<dataset>.yaml`` of partition ``key`` (what stage
+        ``prepare@<key>`` reads and depends on)."""
         from neurosam3d.io.paths import check_name
 
-        return self.path / "configs" / "datasets" / f"{check_name(dataset, 'dataset key')}.yaml"
+        dataset = check_name(self.shard(key).dataset, "dataset key")
+        return self.path / "configs" / "datasets" / f"{dataset}.yaml"
 
-    def dataset_name(self, dataset: str) -> str:
-        """The dataset's name in its config (its folder in the label tree)."""
+    def dataset_name(self, key: str) -> str:
+        """The name in the dataset config of partition ``key`` (its folder in the label tree)."""
         from neurosam3d.data.config import load_dataset_config
 
-        return load_dataset_config(self.dataset_config_path(dataset)).name
+        return load_dataset_config(self.dataset_config_path(key)).name
 
-    def raw_folder(self, dataset: str) -> Path:
-        """The raw folder of ``dataset``: params.yaml's entry under ``prepare.raw-root``, which
-        must be the dataset config's ``root`` (DVC's stage depends on the one, the library
-        reads the other); a mismatch raises ``ValueError`` naming both."""
+    def raw_folder(self, key: str) -> Path:
+        """The raw folder of partition ``key``'s dataset: its entry's ``raw`` under
+        ``prepare.raw-root``, which must be the dataset config's ``root`` (DVC's stage depends on
+        the one, the library reads the other); a mismatch raises ``ValueError`` naming both."""
         from neurosam3d.data.config import load_dataset_config
 
-        prepare = self.params()["prepare"]
-        listed = str(prepare["dataset"][dataset])
-        root = str(load_dataset_config(self.dataset_config_path(dataset)).root)
-        if Path(listed) != Path(root):
+        entry = self.shard(key)
+        root = str(load_dataset_config(self.dataset_config_path(key)).root)
+        if Path(entry.raw) != Path(root):
             raise ValueError(
-                f"params.yaml: prepare.dataset.{dataset} is {listed!r} but "
-                f"configs/datasets/{dataset}.yaml has root {root!r}: make them the same"
+                f"params.yaml: prepare.shards.{key}.raw is {entry.raw!r} but "
+                f"configs/datasets/{entry.dataset}.yaml has root {root!r}: make them the same"
             )
-        return self.path / prepare["raw-root"] / listed
+        return self.path / self.params()["prepare"]["raw-root"] / entry.raw
 
-    def dataset_root(self, dataset: str) -> Path:
-        """Where ``dataset`` is prepared (its own ``prepare --out`` root)."""
-        return self.path / self.params()["prepare"]["out"] / dataset
+    def shard_root(self, key: str) -> Path:
+        """Where partition ``key`` is prepared (its own ``prepare --out`` root)."""
+        return self.path / self.params()["prepare"]["out"] / key
 
     def combined_root(self) -> Path:
         """The label-tree root of the combined manifests (``combine.out``)."""

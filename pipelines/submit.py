@@ -1,7 +1,8 @@
 """Run the whole pipeline as Dagster runs launched by the daemon (what the team ``make demo`` runs).
 
-``python -m pipelines.submit``: adds a partition per dataset of params.yaml, submits the
-``prepare_dataset`` run of every partition at once to the webserver at ``$DAGSTER_WEBSERVER_URL``
+``python -m pipelines.submit``: adds a partition per entry of params.yaml's ``prepare.shards``
+(a dataset, or one shard of a dataset prepared in N), submits the ``prepare_dataset`` run of every
+partition at once (so the N shards of a dataset are prepared side by side) to the webserver at ``$DAGSTER_WEBSERVER_URL``
 (GraphQL), where the queued run coordinator holds them until the daemon launches them within the
 instance's run limits (pipelines/team/dagster.yaml), then, when all succeeded, the ``retrain``
 run. Nothing runs in this process: it only submits and follows the runs. Exit 0 when every run
@@ -18,7 +19,7 @@ from urllib.parse import urlparse
 
 import dagster as dg
 
-from pipelines.partitions import DATASETS
+from pipelines.partitions import SHARDS
 from pipelines.resources import ProjectResource
 
 log = logging.getLogger(__name__)
@@ -67,20 +68,21 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return found
 
 
-def submit_all(instance: dg.DagsterInstance, datasets: list[str]) -> bool:
-    """Submit and follow every dataset partition's run, then retraining; True on success."""
+def submit_all(instance: dg.DagsterInstance, shards: list[str]) -> bool:
+    """Submit and follow every partition's run (dataset or shard), then retraining; True on
+    success."""
     client = graphql_client()
-    known = set(instance.get_dynamic_partitions(DATASETS.name))
-    instance.add_dynamic_partitions(DATASETS.name, [d for d in datasets if d not in known])
+    known = set(instance.get_dynamic_partitions(SHARDS.name))
+    instance.add_dynamic_partitions(SHARDS.name, [k for k in shards if k not in known])
     stages = [
         {
-            f"prepare_dataset[{d}]": client.submit_job_execution(
-                "prepare_dataset", tags={"dagster/partition": d}
+            f"prepare_dataset[{k}]": client.submit_job_execution(
+                "prepare_dataset", tags={"dagster/partition": k}
             )
-            for d in datasets
+            for k in shards
         },
     ]
-    log.info("submitted %d dataset runs; the daemon launches them", len(datasets))
+    log.info("submitted %d dataset/shard runs; the daemon launches them", len(shards))
     for index, runs in enumerate(stages):
         final = wait_for_runs(instance, runs)
         failed = [label for label, status in final.items() if status != "SUCCESS"]
@@ -101,9 +103,9 @@ def main() -> int:
     )
     from pipelines.definitions import PROJECT
 
-    datasets = ProjectResource(root=str(PROJECT)).datasets()
+    shards = ProjectResource(root=str(PROJECT)).shards()
     with dg.DagsterInstance.get() as instance:
-        return 0 if submit_all(instance, datasets) else 1
+        return 0 if submit_all(instance, shards) else 1
 
 
 if __name__ == "__main__":

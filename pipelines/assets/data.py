@@ -1,9 +1,12 @@
-"""Raw datasets, their label trees and manifests (one partition per dataset), the combined manifest.
+"""Raw datasets, their label trees and manifests (one partition per shard), the combined manifest.
 
-A partition is the DVC stage ``prepare@<key>``: ``neurosam3d prepare`` of that dataset into its
-own root ``prepare.out/<key>`` (persistent, so unchanged cases are skipped), committed to
-dvc.lock. ``combined_manifest`` is the stage ``combine`` (``neurosam3d combine``), which re-roots
-every dataset's tables into ``combine.out`` (``work/data``) and rebuilds the combined tables.
+A partition is an entry of params.yaml's ``prepare.shards`` (:mod:`pipelines.partitions`): a
+dataset prepared whole, or one of the N shards of a dataset prepared by N runs at once. It is the
+DVC stage ``prepare@<key>``: ``neurosam3d prepare --shard I/N`` of that dataset into its own root
+``prepare.out/<key>`` (persistent, so unchanged cases are skipped), committed to dvc.lock.
+``combined_manifest`` is the stage ``combine`` (``neurosam3d combine``), which re-roots every
+root's tables into ``combine.out`` (``work/data``), merges each sharded dataset's shards (refusing
+missing or stale ones) and rebuilds the combined tables.
 """
 
 from pathlib import Path
@@ -14,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipelines import checks
 from pipelines.fingerprint import stat_fingerprint
-from pipelines.partitions import DATASETS
+from pipelines.partitions import SHARDS
 from pipelines.resources import DvcResource, MlflowResource, ProjectResource
 from pipelines.stages import run_stage
 
@@ -22,11 +25,11 @@ GROUP = "data"
 
 
 @dg.asset(
-    partitions_def=DATASETS,
+    partitions_def=SHARDS,
     group_name=GROUP,
     kinds={"dvc"},
-    description="A raw public dataset under data/ (tracked by data.dvc). Its data version is the "
-    "DVC hash of its folder, so new raw data marks everything downstream stale.",
+    description="A raw public dataset under data/ (tracked by data.dvc), per shard of it. Its data "
+    "version is the DVC hash of its folder, so new raw data marks everything downstream stale.",
 )
 def raw_dataset(
     context: dg.AssetExecutionContext, project: ProjectResource, dvc: DvcResource
@@ -34,7 +37,7 @@ def raw_dataset(
     folder = project.raw_folder(context.partition_key)
     if not folder.is_dir():
         raise dg.Failure(
-            f"raw dataset {context.partition_key!r}: {folder} does not exist; put the data there "
+            f"raw dataset of {context.partition_key!r}: {folder} does not exist; put the data there "
             "(or run `make demo`, which copies samples/ into data/)"
         )
     version = dvc.folder_hash(folder)
@@ -78,18 +81,19 @@ def table_metadata(manifests: list[Path], quarantine: Path) -> dict[str, Any]:
             deps=["raw_dataset"],
             group_name=GROUP,
             kinds={"nifti"},
-            description="Per-class binary masks on the image grid (docs/manifest.md).",
+            description="Per-class binary masks on the image grid (docs/manifest.md), of the "
+            "shard's cases.",
         ),
         dg.AssetSpec(
             "dataset_manifest",
             deps=["label_tree"],
             group_name=GROUP,
             kinds={"parquet"},
-            description="The dataset's Parquet manifests (one row per split, case, class) and its "
+            description="The shard's Parquet manifests (one row per split, case, class) and its "
             "quarantine table of rejected inputs.",
         ),
     ],
-    partitions_def=DATASETS,
+    partitions_def=SHARDS,
     check_specs=[
         dg.AssetCheckSpec("masks_on_image_grid", asset="label_tree"),
         dg.AssetCheckSpec("manifest_schema", asset="dataset_manifest"),
@@ -102,19 +106,27 @@ def prepared_dataset(
     dvc: DvcResource,
     mlflow: MlflowResource,
 ):
-    """DVC stage ``prepare@<partition>``: ``neurosam3d prepare`` of this dataset into its root."""
+    """DVC stage ``prepare@<partition>``: ``neurosam3d prepare --shard I/N`` into its root."""
     key = context.partition_key
     project.raw_folder(key)  # params.yaml and the dataset config name the same raw folder
     ran = run_stage(context, f"prepare@{key}", project, dvc, mlflow)
-    root = project.dataset_root(key)
+    root = project.shard_root(key)
     name = project.dataset_name(key)
+    shard = project.shard(key).spec
     tables = checks.dataset_tables(root, name)
     summary = table_metadata(tables["manifests"], tables["quarantine"])
     yield dg.MaterializeResult(
         asset_key="label_tree",
-        metadata={"path": dg.MetadataValue.path(str(root / name)), "dataset": name, "ran": ran},
+        metadata={
+            "path": dg.MetadataValue.path(str(root / name)),
+            "dataset": name,
+            "shard": shard,
+            "ran": ran,
+        },
     )
-    yield dg.MaterializeResult(asset_key="dataset_manifest", metadata={**summary, "ran": ran})
+    yield dg.MaterializeResult(
+        asset_key="dataset_manifest", metadata={**summary, "shard": shard, "ran": ran}
+    )
     yield checks.masks_on_image_grid(root, tables["manifests"])
     yield checks.manifest_schema("dataset_manifest", tables)
     yield checks.quarantine_growth(context, key, int(summary["quarantine_rows"]), project)

@@ -13,6 +13,11 @@ SMALL_DATASET = "sample_amos_style_cord"
 SMALL_RAW = "amos_style"
 
 
+def whole(dataset: str, raw: str) -> dict[str, dict[str, str]]:
+    """The ``prepare.shards`` entry of ``dataset`` prepared whole."""
+    return {dataset: {"dataset": dataset, "raw": raw, "shard": "1/1"}}
+
+
 def make_project(root: Path, params_overrides: dict | None = None) -> Path:
     """Copy what the pipeline needs into ``root`` (git + DVC repository) and return it."""
     root.mkdir(parents=True, exist_ok=True)
@@ -26,7 +31,7 @@ def make_project(root: Path, params_overrides: dict | None = None) -> Path:
     shutil.copytree(REPO / "samples" / SMALL_RAW, root / "samples" / SMALL_RAW)
     (root / ".venv").symlink_to(REPO / ".venv")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["prepare"]["dataset"] = {SMALL_DATASET: SMALL_RAW}
+    params["prepare"]["shards"] = whole(SMALL_DATASET, SMALL_RAW)
     for section, values in (params_overrides or {}).items():
         params[section].update(values)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

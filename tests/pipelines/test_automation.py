@@ -9,7 +9,7 @@ import pytest
 from neurosam3d.demo import sync_samples
 from pipelines.assets import data
 from pipelines.definitions import build_definitions
-from pipelines.partitions import DATASETS
+from pipelines.partitions import SHARDS
 from pipelines.resources import local_resources
 from tests.pipelines.conftest import SMALL_DATASET, SMALL_RAW
 
@@ -77,10 +77,10 @@ def test_sensors_add_new_datasets_and_refresh_on_every_raw_change(with_data: Pat
         cursors[name] = result.cursor or cursors.get(name)
         return result
 
-    added = tick("new_dataset_sensor").dynamic_partitions_requests
+    added = tick("new_shard_sensor").dynamic_partitions_requests
     assert [list(r.partition_keys) for r in added] == [[SMALL_DATASET]]
-    instance.add_dynamic_partitions(DATASETS.name, [SMALL_DATASET])
-    assert not tick("new_dataset_sensor").dynamic_partitions_requests
+    instance.add_dynamic_partitions(SHARDS.name, [SMALL_DATASET])
+    assert not tick("new_shard_sensor").dynamic_partitions_requests
 
     first = tick("raw_data_version_sensor").run_requests
     assert [r.partition_key for r in first] == [SMALL_DATASET]  # never materialised: new data
@@ -117,7 +117,7 @@ def test_sensors_add_new_datasets_and_refresh_on_every_raw_change(with_data: Pat
 
 def test_dataset_partition_materialises_with_passing_checks(with_data: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(DATASETS.name, [SMALL_DATASET])
+    instance.add_dynamic_partitions(SHARDS.name, [SMALL_DATASET])
     result = dg.materialize(
         [data.raw_dataset, data.prepared_dataset],
         partition_key=SMALL_DATASET,

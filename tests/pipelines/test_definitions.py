@@ -43,7 +43,8 @@ def test_definitions_load_with_every_asset_check_job_schedule_and_sensor() -> No
         "refresh_dataset",
     }
     assert defs.resolve_schedule_def("weekly_retraining").cron_schedule == "0 3 * * 1"
-    assert defs.resolve_sensor_def("raw_data_version_sensor").job_name == "refresh_dataset"
+    sensor = defs.resolve_sensor_def("raw_data_version_sensor")
+    assert {job.name for job in sensor.jobs} == {"refresh_dataset", "prepare_dataset"}
     assert graph.get(dg.AssetKey("trained_model")).pools == {"gpu"}
     assert graph.get(dg.AssetKey("evaluation")).pools == {"evaluate"}
     assert graph.get(dg.AssetKey("combined_manifest")).pools == {"combine"}

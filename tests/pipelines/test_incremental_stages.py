@@ -11,9 +11,9 @@ import dagster as dg
 
 from neurosam3d.demo import sync_samples
 from pipelines.assets import data
-from pipelines.partitions import DATASETS
+from pipelines.partitions import SHARDS
 from pipelines.resources import DvcResource, local_resources
-from tests.pipelines.conftest import REPO, SMALL_DATASET, SMALL_RAW, make_project
+from tests.pipelines.conftest import REPO, SMALL_DATASET, SMALL_RAW, make_project, whole
 
 OTHER, OTHER_RAW = "sample_brats_style_t2", "brats_style"
 
@@ -49,14 +49,14 @@ def _run(*args: str, cwd: Path) -> str:
 
 
 def test_one_dataset_change_reruns_only_its_stage_and_a_fresh_clone_pulls(tmp_path: Path) -> None:
-    datasets = {SMALL_DATASET: SMALL_RAW, OTHER: OTHER_RAW}
-    project = make_project(tmp_path / "project", {"prepare": {"dataset": datasets}})
+    shards = whole(SMALL_DATASET, SMALL_RAW) | whole(OTHER, OTHER_RAW)
+    project = make_project(tmp_path / "project", {"prepare": {"shards": shards}})
     shutil.copytree(REPO / "samples" / OTHER_RAW, project / "samples" / OTHER_RAW)
     sync_samples(project / "samples", project / "data")
     _run("add", "--quiet", "data", cwd=project)
     dvc = DvcResource(root=str(project))
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(DATASETS.name, [SMALL_DATASET, OTHER])
+    instance.add_dynamic_partitions(SHARDS.name, [SMALL_DATASET, OTHER])
     assert _prepare_in_dagster(project, instance, SMALL_DATASET)
     assert _prepare_in_dagster(project, instance, OTHER)
     assert not {f"prepare@{SMALL_DATASET}", f"prepare@{OTHER}"} & set(dvc.stale_stages())
