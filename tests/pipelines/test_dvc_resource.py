@@ -33,3 +33,4 @@ def test_stage_command_is_resolved_from_params(project: Path) -> None:
         ".venv/bin/neurosam3d prepare --dataset configs/datasets/sample_amos_style_cord.yaml "
     )
     assert "--raw-root data --out work/data/datasets/sample_amos_style_cord" in command
+    assert command.endswith(" --shard 1/1")  # prepared whole
