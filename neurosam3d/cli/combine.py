@@ -27,13 +27,13 @@ def combine_command(
             "--datasets",
             file_okay=False,
             help="Folder inside OUT holding one `neurosam3d prepare --out` root per dataset "
-            "(DATASETS/<key>/manifests/...).",
+            "or per shard of one (DATASETS/<key>/manifests/...).",
         ),
     ],
 ) -> None:
     """Combine the per-dataset prepare roots under --datasets into the manifests of --out.
 
-    Each dataset's tables are copied to OUT/manifests/ with image and mask paths re-rooted at OUT; the combined tables are rebuilt from them. Tables of datasets no longer under --datasets are removed. Example: neurosam3d combine --out work/data --datasets work/data/datasets
+    Each dataset's tables are copied to OUT/manifests/ with image and mask paths re-rooted at OUT; the combined tables are rebuilt from them. The shards of a dataset prepared with --shard I/N are merged into its one set of tables; a missing, repeated, unfinished or stale shard is an error naming the folders. Tables of datasets no longer under --datasets are removed. Example: neurosam3d combine --out work/data --datasets work/data/datasets
     """
     from neurosam3d.data.combine import combine_roots
 

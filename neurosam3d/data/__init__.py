@@ -16,5 +16,7 @@ Modules, in the order data flows through them:
   ``files`` atomic writes, ``records`` reruns).
 - ``manifest``: per-dataset and combined Parquet tables (``schema``), ``problems`` their
   quarantine reasons.
-- ``prepare``: the parallel run over cases and the report.
+- ``shards``: which cases a shard ``I/N`` of a dataset prepares, and its record.
+- ``prepare``: the parallel run over cases (of a shard) and the report.
+- ``combine``: per-dataset (and per-shard) roots into one root's tables.
 """
