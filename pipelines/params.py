@@ -106,8 +106,13 @@ def shard_entries(params: dict[str, Any], source: str = "params.yaml") -> dict[s
         missing = sorted(set(range(1, counts[0] + 1)) - {e.shard[0] for e in shards})
         if missing:
             listed = ", ".join(shard_key(dataset, (i, counts[0])) for i in missing)
+            lines = "".join(
+                f"\n    {shard_key(dataset, (i, counts[0]))}: {{dataset: {dataset}, "
+                f"raw: {raws[0]}, shard: {i}/{counts[0]}}}"
+                for i in missing
+            )
             raise ValueError(
                 f"{source}: prepare.shards lists dataset {dataset!r} in {counts[0]} shards but "
-                f"not {listed}: add them (each shard is one DVC stage and one partition)"
+                f"not {listed}: add them (each shard is one DVC stage and one partition):{lines}"
             )
     return entries

@@ -129,3 +129,37 @@ def test_shard_entries_are_checked(change, problem: str) -> None:
     change(shards)
     with pytest.raises(ValueError, match=problem):
         shard_entries({"prepare": {"shards": shards}})
+
+
+def test_a_raw_change_starts_a_prepare_run_per_shard(sharded: Path) -> None:
+    from pipelines.definitions import build_definitions
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS.name, KEYS)
+    sensor = build_definitions(sharded).resolve_sensor_def("raw_data_version_sensor")
+    context = dg.build_sensor_context(instance=instance, resources=local_resources(sharded))
+    requests = sensor(context).run_requests
+    # side by side, no retraining per shard (it would combine a half-refreshed dataset)
+    assert sorted((r.partition_key, r.job_name) for r in requests) == [
+        (key, "prepare_dataset") for key in KEYS
+    ]
+
+
+def test_a_shard_without_cases_materialises(tmp_path: Path) -> None:
+    from neurosam3d.data.shards import shard_of
+
+    project = make_project(tmp_path / "project", {"prepare": {"shards": _sharded(3)}})
+    sync_samples(project / "samples", project / "data")
+    empty = next(i for i in (1, 2, 3) if i not in {shard_of(c, 3) for c in ("sct_t2", "sct_t2s")})
+    key = f"{SMALL_DATASET}-{empty}of3"
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SHARDS.name, [key])
+    result = dg.materialize(
+        [data.raw_dataset, data.prepared_dataset],
+        partition_key=key,
+        instance=instance,
+        resources=local_resources(project),
+    )
+    assert result.success
+    manifest = result.asset_materializations_for_node("prepared_dataset")[1]
+    assert manifest.metadata["rows"].value == 0 and manifest.metadata["empty_shard"].value
