@@ -1,9 +1,12 @@
 """A dataset prepared in shards through the pipeline: two shard partitions of one dataset
-materialised (their DVC stages run and committed), combined into one manifest; the DVC stage
+materialised by two Dagster runs at once (their DVC stages run and committed), combined into
+one manifest; the DVC stage
 list is the Dagster partition list; params.yaml's shard entries are checked."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -49,24 +52,67 @@ def _prepare_stages(project: Path) -> dict[str, str]:
     return {n: str(s.cmd) for n, s in names.items() if n.startswith("prepare@")}
 
 
-def test_two_shard_partitions_of_one_dataset_materialise_and_combine(sharded: Path) -> None:
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(SHARDS.name, KEYS)
-    resources = local_resources(sharded)
+def _materialize_at_once(project: Path, home: Path, keys: list[str]) -> None:
+    """One ``dagster asset materialize`` run per partition, all started at once (separate
+    processes on one instance, as the daemon launches them); each must succeed."""
+    env = {**os.environ, "DAGSTER_HOME": str(home), "NEUROSAM3D_HOME": str(project)}
+    command = [str(REPO / ".venv" / "bin" / "dagster"), "asset", "materialize"]
+    command += [
+        "-m",
+        "pipelines.definitions",
+        "--select",
+        "raw_dataset,label_tree,dataset_manifest",
+    ]
+    running = [
+        subprocess.Popen(
+            [*command, "--partition", key],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for key in keys
+    ]
+    for process in running:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output[-5000:]
+
+
+def test_two_shard_partitions_of_one_dataset_materialise_at_once_and_combine(
+    sharded: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "dagster_home"  # the local instance's configuration, on disk
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "pipelines" / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.add_dynamic_partitions(SHARDS.name, KEYS)
+    _materialize_at_once(sharded, home, KEYS)
+    instance = dg.DagsterInstance.from_config(str(home))
+    runs = instance.get_runs()
+    assert sorted(r.tags["dagster/partition"] for r in runs) == KEYS
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    for run in runs:  # every check of both shards ran and passed
+        events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        evaluations = [e.dagster_event.event_specific_data for e in events if e.dagster_event]
+        assert sorted(e.check_name for e in evaluations) == [
+            "manifest_schema",
+            "masks_on_image_grid",
+            "quarantine_growth",
+        ]
+        assert all(e.passed for e in evaluations)
     cases = {}
     for key in KEYS:
-        result = dg.materialize(
-            [data.raw_dataset, data.prepared_dataset],
-            partition_key=key,
-            instance=instance,
-            resources=resources,
-        )
-        assert result.success
-        tree, manifest = result.asset_materializations_for_node("prepared_dataset")
-        assert manifest.metadata["shard"].value == key[-4:].replace("of", "/")
-        assert manifest.metadata["rows"].value == 1  # one of the two cases each
-        assert all(c.passed for c in result.get_asset_check_evaluations())
-        assert tree.metadata["ran"].value
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("dataset_manifest"), asset_partitions=[key]
+            ),
+            limit=5,
+        ).records
+        assert record.asset_materialization is not None
+        metadata = record.asset_materialization.metadata
+        assert metadata["shard"].value == key[-4:].replace("of", "/")
+        assert metadata["rows"].value == 1 and metadata["ran"].value  # one of two cases each
         root = sharded / "work" / "data" / "datasets" / key
         cases[key] = {p.name for p in (root / "SCTPaired").glob("images*/*.nii.gz")}
     assert cases[KEYS[0]].isdisjoint(cases[KEYS[1]])  # each shard wrote its own cases
@@ -74,7 +120,9 @@ def test_two_shard_partitions_of_one_dataset_materialise_and_combine(sharded: Pa
     dvc = DvcResource(root=str(sharded))
     assert not {f"prepare@{k}" for k in KEYS} & set(dvc.stale_stages())  # committed
 
-    result = dg.materialize([data.combined_manifest], instance=instance, resources=resources)
+    result = dg.materialize(
+        [data.combined_manifest], instance=instance, resources=local_resources(sharded)
+    )
     assert result.success
     combined = sharded / "work" / "data"
     rows = pq.read_table(combined / "manifest.parquet").to_pylist()
