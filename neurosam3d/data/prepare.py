@@ -76,6 +76,7 @@ from neurosam3d.data.shards import (
     claim_path,
     format_shard,
     in_shard,
+    read_shard_record,
     shard_record_path,
     write_shard_record,
 )
@@ -326,10 +327,13 @@ def prepare_dataset(
     )
     with dataset_lock(out, config.name):
         _claim_shard_folder(out, config.name, shard)
+        done = shard_record_path(out / MANIFESTS_DIR, config.name)
+        if record is not None:
+            _drop_changed_record(done, record)
         report = _prepare_locked(config, out, root, found, licence, params, workers, progress)
         report.shard = shard
         if record is not None:  # last: a record says its tables are complete
-            write_shard_record(shard_record_path(out / MANIFESTS_DIR, config.name), record)
+            write_shard_record(done, record)
     report.seconds = time.perf_counter() - started
     log.info("%s", report.summary())
     return report
@@ -348,6 +352,18 @@ def _shard_record(dataset: str, found: Discovery, shard: Shard) -> ShardRecord |
         dataset_cases=len(every),
         dataset_cases_sha256=case_list_digest(every),
     )
+
+
+def _drop_changed_record(path: Path, record: ShardRecord) -> None:
+    """Delete the shard record at ``path`` unless it is ``record``: the shard's cases change, and
+    until its tables are rewritten (the new record is written last) combine must see the shard
+    as unfinished rather than trust the old record."""
+    try:
+        if read_shard_record(path) == record:
+            return
+    except ValueError:  # missing or unreadable
+        pass
+    path.unlink(missing_ok=True)
 
 
 def _claim_shard_folder(out: Path, dataset: str, shard: Shard) -> None:

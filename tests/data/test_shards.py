@@ -130,7 +130,9 @@ def test_a_shard_folder_holds_one_shard_only(tmp_path: Path) -> None:
     assert prepare_dataset(DATASET, root, workers=1, shard=(1, 2)).skipped == 1
 
 
-def test_combine_refuses_missing_repeated_mixed_and_stale_shards(tmp_path: Path) -> None:
+def test_combine_refuses_missing_repeated_mixed_and_stale_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw = tmp_path / "raw" / "amos_style"
     shutil.copytree(RAW, raw)
     config = load_dataset_config(DATASET)
@@ -169,7 +171,13 @@ def test_combine_refuses_missing_repeated_mixed_and_stale_shards(tmp_path: Path)
     owner, other = shard_of(new, 2), 3 - shard_of(new, 2)
     for folder in ("imagesTr", "labelsTr"):
         shutil.copy(raw / folder / "sct_t2.nii.gz", raw / folder / f"{new}.nii.gz")
-    assert prepare(f"a-{owner}of2", (owner, 2)) == 1  # the new case; the old one unchanged
+    with monkeypatch.context() as patch:  # killed after its cases, before its tables
+        patch.setattr("neurosam3d.data.prepare.write_dataset_tables", _killed)
+        with pytest.raises(OSError, match="killed"):
+            prepare(f"a-{owner}of2", (owner, 2))
+    with pytest.raises(ValueError, match=rf"shard {owner}/2 of dataset 'SCTPaired' did not finish"):
+        combine_roots(out, datasets)  # its old record is gone: not trusted for the new case list
+    assert prepare(f"a-{owner}of2", (owner, 2)) == 0  # the rerun continues: cases were done
     with pytest.raises(ValueError, match="stale") as stale:
         combine_roots(out, datasets)
     assert f"{owner}/2 ({datasets / f'a-{owner}of2'}) saw 3 cases" in str(stale.value)
@@ -179,3 +187,7 @@ def test_combine_refuses_missing_repeated_mixed_and_stale_shards(tmp_path: Path)
     cases = set(pq.read_table(out / "manifest.parquet").column("case_id").to_pylist())
     assert cases == {"sct_t2", "sct_t2s", new}
     assert claim_path(datasets / "a-1of2", NAME).read_text() == "1/2\n"
+
+
+def _killed(*args: object, **kwargs: object) -> None:
+    raise OSError("killed")
