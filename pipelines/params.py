@@ -17,11 +17,30 @@ import yaml
 from pipelines.partitions import shard_key
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (as DVC does), where
+    ``yaml.safe_load`` would silently keep the last (a shard listed twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(project: Path) -> dict[str, Any]:
-    """The parsed ``params.yaml`` of ``project``."""
+    """The parsed ``params.yaml`` of ``project`` (``ValueError`` when a key is repeated)."""
     path = project / "params.yaml"
     with path.open() as handle:
-        params = yaml.safe_load(handle)
+        try:
+            params = yaml.load(handle, Loader=_UniqueKeyLoader)  # a SafeLoader
+        except yaml.constructor.ConstructorError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
     if not isinstance(params, dict) or "prepare" not in params:
         raise ValueError(f"{path}: expected a mapping with a 'prepare' section")
     return params

@@ -211,3 +211,12 @@ def test_a_shard_without_cases_materialises(tmp_path: Path) -> None:
     assert result.success
     manifest = result.asset_materializations_for_node("prepared_dataset")[1]
     assert manifest.metadata["rows"].value == 0 and manifest.metadata["empty_shard"].value
+
+
+def test_a_shard_listed_twice_is_refused(tmp_path: Path) -> None:
+    from pipelines.params import load_params
+
+    entry = f"    {KEYS[0]}: {{dataset: {SMALL_DATASET}, raw: {SMALL_RAW}, shard: 1/2}}\n"
+    (tmp_path / "params.yaml").write_text("prepare:\n  shards:\n" + entry + entry)
+    with pytest.raises(ValueError, match=rf"params.yaml: key '{KEYS[0]}' is given twice"):
+        load_params(tmp_path)  # yaml.safe_load would keep one silently; DVC refuses it too
