@@ -9,13 +9,14 @@ sampling noise on large datasets. The prefix keeps it independent of the ``val_f
 (``seed:case_id``), so Val cases are not concentrated in one shard.
 
 A shard of N > 1 is prepared into its own root (``--out``; the pipeline's is
-``work/data/datasets/<dataset>-<I>of<N>``), so two shards never write the same file, and writes
-beside its tables the record ``manifests/<DATASET>_shard.json`` (:class:`ShardRecord`): which
-shard it is, its cases, and the number and SHA-256 of the case ids of the whole dataset as this
-shard discovered them; before any output it claims the folder (:func:`claim_path`).
-``neurosam3d combine`` (:mod:`neurosam3d.data.combine`) merges the N
-shards of a dataset into the one dataset's tables and refuses a missing, repeated or stale shard.
-An unsharded preparation (``1/1``) writes no record: its output is what it always was.
+``work/data/datasets/<dataset>-<I>of<N>``), so two shards never write the same file. Before any
+output it claims the folder (:func:`claim_path`: another shard is refused there, a rerun of the
+same shard continues), and after its tables it writes the record
+``manifests/<DATASET>_shard.json`` (:class:`ShardRecord`): which shard it is, its case ids, and
+the number and SHA-256 of the case ids of the whole dataset as this shard discovered them.
+``neurosam3d combine`` (:mod:`neurosam3d.data.combine`) merges the N shards of a dataset into
+the dataset's one set of tables and refuses a missing, repeated, unfinished or stale shard. An
+unsharded preparation (``1/1``) writes neither: its output is what it always was.
 """
 
 from __future__ import annotations
