@@ -9,7 +9,8 @@ only the team settings (``.team/env``) gets the data with ``dvc pull`` and segme
 ``models:/neurosam3d@champion`` from the server. ``make team-down`` stops everything.
 
 Reduced demo configuration (to stay within 10 minutes on 2 cores): 10 training steps instead of
-params.yaml's 400, one validation (after step 10) on 2 crops. Skips, saying why, only when a service
+params.yaml's 400, one validation (after step 10) on 2 crops. One dataset is prepared in three
+shards (fan-out: three daemon-launched runs, one per shard), merged by the combined manifest. Skips, saying why, only when a service
 cannot start (``deploy/team/up.sh`` fails, e.g. PostgreSQL or Redis not installed).
 """
 
@@ -45,6 +46,9 @@ pytestmark = pytest.mark.team
 #: an install there would point the editable package at the copy (deleted afterwards)
 MAKE = ("make", "-o", "install")
 SAMPLE = "samples/nnUNet_raw/Dataset001_TotalSegCT/imagesTr/s0002_0000.nii.gz"
+#: the dataset prepared in shards (fan-out): cases s0001 and s0002 fall into shards 2 and 3 of
+#: 3 (sha256 rule, neurosam3d/data/shards.py), so shard 1 is empty
+SHARDED, SHARD_COUNT = "sample_totalsegmentator", 3
 
 
 def _git(cwd: Path, *args: str) -> str:
@@ -105,6 +109,10 @@ def team_project() -> Iterator[Path]:
     top.chmod(0o755)
     project = copy_checkout(top / "project")
     params = yaml.safe_load((project / "params.yaml").read_text())
+    shards = params["prepare"]["shards"]
+    whole = shards.pop(SHARDED)
+    for index in range(1, SHARD_COUNT + 1):
+        shards[f"{SHARDED}-{index}of{SHARD_COUNT}"] = whole | {"shard": f"{index}/{SHARD_COUNT}"}
     params["train"]["set"] = [
         "trainer.max_steps=10",
         "trainer.val_every_n_steps=10",
@@ -144,8 +152,14 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
     with dg.DagsterInstance.from_config(settings["DAGSTER_HOME"]) as instance:
         runs = instance.get_runs()
         jobs = sorted(r.job_name for r in runs)
-        assert jobs == ["prepare_dataset"] * 6 + ["retrain"], jobs
+        assert jobs == ["prepare_dataset"] * (5 + SHARD_COUNT) + ["retrain"], jobs
         assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+        prepared = sorted(
+            r.tags["dagster/partition"] for r in runs if r.job_name == "prepare_dataset"
+        )
+        assert [p for p in prepared if p.startswith(f"{SHARDED}-")] == [
+            f"{SHARDED}-{i}of{SHARD_COUNT}" for i in range(1, SHARD_COUNT + 1)
+        ], prepared
         for run in runs:  # each went through the queue and was launched by the daemon
             for kind in (dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING):
                 assert instance.all_logs(run.run_id, of_type=kind), (run.job_name, kind)
@@ -153,6 +167,18 @@ def test_team_demo_then_second_clone_pulls_and_segments_with_the_champion(
         (project / ".team" / "logs" / f"celery-worker-{n}.log").read_text() for n in (1, 2)
     )
     assert "execute_plan" in workers and "succeeded" in workers
+    # the combined manifest merged the shards: each case from its own shard's root
+    import pandas as pd
+
+    manifest = pd.read_parquet(project / "work" / "data" / "manifest.parquet")
+    roots = {
+        case: {path.split("/")[1] for path in rows.mask_path}
+        for case, rows in manifest[manifest.dataset == "TotalSegmentatorSample"].groupby("case_id")
+    }
+    assert roots == {
+        "s0001": {f"{SHARDED}-2of{SHARD_COUNT}"},
+        "s0002": {f"{SHARDED}-3of{SHARD_COUNT}"},
+    }, roots
 
     # MLflow server: the run's artifacts are on S3, the champion is registered there
     uri = settings["MLFLOW_TRACKING_URI"]
