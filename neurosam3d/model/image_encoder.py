@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neurosam3d.model.common import LayerNorm3d
@@ -83,10 +82,9 @@ class Attention3D(RelPosAttention):
         return u, v, w
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
-        b, g, _, _, c = x.shape
+        b, g = x.shape[:2]
         n, heads = g**3, self.num_heads
-        qkv = self.qkv(x).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
+        q, k, v = self._split_heads(x)  # each b x heads x n x head_dim
         s = window or g
         q_grid = q.reshape(b * heads, g, g, g, -1)
         q_line = q_grid
@@ -102,8 +100,7 @@ class Attention3D(RelPosAttention):
         ).reshape(b, heads, n, n)
         if s > g:
             k, v, bias = self._fold_padding(q, k, v, bias, (u, vv, ww))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(b, g, g, g, c))
+        return self._attend(q, k, v, bias, x.shape)
 
     def _fold_padding(
         self,

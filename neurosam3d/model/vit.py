@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neurosam3d.model.common import MLPBlock, run_blocks
@@ -57,6 +58,21 @@ class RelPosAttention(nn.Module):
         for axis in axes:
             table = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
             self.register_parameter(f"rel_pos_{axis}", table)
+
+    def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``B x *grid x C`` tokens -> ``q, k, v``, each ``B x heads x n x head_dim``."""
+        b, c = x.shape[0], x.shape[-1]
+        qkv = self.qkv(x).reshape(b, -1, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, shape
+    ) -> torch.Tensor:
+        """SDPA with the additive ``bias``, heads merged back to ``shape`` (``B x *grid x C``)
+        and projected."""
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
+        return self.proj(out.transpose(1, 2).reshape(shape))
 
 
 class ViTBlock(nn.Module):

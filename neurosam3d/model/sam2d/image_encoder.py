@@ -64,13 +64,9 @@ class Attention2D(RelPosAttention):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``B x H x W x C`` -> ``B x H x W x C``."""
-        b, h, w, c = x.shape
-        heads = self.num_heads
-        qkv = self.qkv(x).reshape(b, h * w, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
-        bias = self._relative_bias(q, h, w)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+        h, w = x.shape[1:3]
+        q, k, v = self._split_heads(x)  # each b x heads x n x head_dim
+        return self._attend(q, k, v, self._relative_bias(q, h, w), x.shape)
 
 
 class Adapter(nn.Module):

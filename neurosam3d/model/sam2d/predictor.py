@@ -43,16 +43,9 @@ class Predictor2D(PredictorBase):
     box_layout = "(x0, y0, x1, y1) pixels"
     model: Sam2D
 
-    def __init__(
-        self,
-        model: Sam2D,
-        device: str | torch.device = "cpu",
-        threshold: float = 0.5,
-        amp_dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__(model, device, threshold, amp_dtype)
-        self.original_size: tuple[int, int] | None = None
-        self.input_size: tuple[int, int] | None = None
+    #: ``(H, W)`` of the cached image and of its resized copy in the model input
+    original_size: tuple[int, int] | None = None
+    input_size: tuple[int, int] | None = None
 
     def reset_image(self) -> None:
         """Drop the cached embedding."""
