@@ -19,8 +19,25 @@ def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, checkpointing: bool
     return x
 
 
-class LayerNorm3d(nn.Module):
-    """LayerNorm over the channel axis of a ``B x C x D x H x W`` tensor (eps 1e-6)."""
+def _channel_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    x = (x - u) / torch.sqrt(s + eps)
+    shape = (-1,) + (1,) * (x.ndim - 2)
+    return weight.view(shape) * x + bias.view(shape)
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis of a ``B x C x ...`` tensor (any number of spatial axes).
+
+    ``fp32_statistics`` (class attribute): compute in float32 even under autocast and return
+    the input's dtype (SAM's ``LayerNorm2d`` under bf16); otherwise the ops run as autocast
+    leaves them (the 3-D models' ``LayerNorm3d``, as trained).
+    """
+
+    fp32_statistics: bool = False
 
     def __init__(self, num_channels: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -29,10 +46,15 @@ class LayerNorm3d(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = x.mean(1, keepdim=True)
-        s = (x - u).pow(2).mean(1, keepdim=True)
-        x = (x - u) / torch.sqrt(s + self.eps)
-        return self.weight[:, None, None, None] * x + self.bias[:, None, None, None]
+        if not self.fp32_statistics:
+            return _channel_norm(x, self.weight, self.bias, self.eps)
+        with torch.autocast(x.device.type, enabled=False):
+            y = _channel_norm(x.float(), self.weight.float(), self.bias.float(), self.eps)
+        return y.to(x.dtype)
+
+
+class LayerNorm3d(ChannelLayerNorm):
+    """LayerNorm over the channel axis of a ``B x C x D x H x W`` tensor (eps 1e-6)."""
 
 
 class MLPBlock(nn.Module):

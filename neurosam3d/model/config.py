@@ -25,8 +25,51 @@ ENCODER_TYPES = ("sam_med3d", "dinov2")
 INPUT_SCALINGS = ("zscore", "percentile")
 
 
+class SamGeometry:
+    """What the 3-D and 2-D configuration dataclasses share: the token and mask grid sizes,
+    their common checks and the plain-dict form (fields declared by the dataclasses)."""
+
+    img_size: int
+    patch_size: int
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    mask_in_chans: int
+
+    @property
+    def embedding_size(self) -> int:
+        """Edge of the token grid and of the image embedding (``img_size // patch_size``)."""
+        return self.img_size // self.patch_size
+
+    @property
+    def low_res_size(self) -> int:
+        """Edge of the low-resolution mask logits and of the mask prompt."""
+        return 4 * self.embedding_size
+
+    def _shared_problems(self) -> list[str]:
+        """What is wrong with the fields both configurations have (empty: nothing)."""
+        problems = []
+        if self.img_size % self.patch_size:
+            problems.append(
+                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        if self.encoder_embed_dim % self.encoder_num_heads:
+            problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
+        if self.mask_in_chans % 4:
+            problems.append("mask_in_chans must be divisible by 4")
+        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
+            problems.append("encoder_global_attn_indexes out of range")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON/YAML friendly: tuples as lists)."""
+        out = asdict(self)  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(SamGeometry):
     """Hyper-parameters of a :class:`~neurosam3d.model.sam3d.Sam3D` model.
 
     Windowed encoder blocks need ``encoder_window_size`` to either divide the token grid (plain
@@ -75,48 +118,23 @@ class ModelConfig:
             problems.append(f"input_scaling {self.input_scaling!r} is not one of {INPUT_SCALINGS}")
         if self.encoder_block_chunks and self.encoder_depth % self.encoder_block_chunks:
             problems.append("encoder_depth must be a multiple of encoder_block_chunks")
-        if self.img_size % self.patch_size:
-            problems.append(
-                f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}"
-            )
-        if self.encoder_embed_dim % self.encoder_num_heads:
-            problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
+        problems += self._shared_problems()
         if self.prompt_embed_dim % 3:
             problems.append(
                 "prompt_embed_dim must be divisible by 3 (3-D Fourier features are [sin, cos, sin])"
             )
-        if self.mask_in_chans % 4:
-            problems.append("mask_in_chans must be divisible by 4")
         grid, window = self.embedding_size, self.encoder_window_size
         if self.encoder_type == "sam_med3d" and window > 0 and grid % window and grid > window:
             problems.append(
                 f"encoder_window_size {window} neither divides nor covers the {grid}^3 token grid"
             )
-        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
-            problems.append("encoder_global_attn_indexes out of range")
         if problems:
             raise ValueError("invalid ModelConfig: " + "; ".join(problems))
-
-    @property
-    def embedding_size(self) -> int:
-        """Edge of the token grid and of the image embedding (``img_size // patch_size``)."""
-        return self.img_size // self.patch_size
-
-    @property
-    def low_res_size(self) -> int:
-        """Edge of the low-resolution mask logits and of the mask prompt."""
-        return 4 * self.embedding_size
 
     @property
     def pos_embed_size(self) -> int:
         """Edge of the grid the stored position embedding is laid out for."""
         return self.encoder_pos_embed_size or self.embedding_size
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON/YAML friendly)."""
-        out = asdict(self)
-        out["encoder_global_attn_indexes"] = list(self.encoder_global_attn_indexes)
-        return out
 
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -13,13 +12,9 @@ import torch
 from neurosam3d.model.config import MODEL_CONFIGS, ModelConfig
 from neurosam3d.model.formats import CheckpointError
 from neurosam3d.model.sam2d import Sam2DConfig, detect_sam2d
+from neurosam3d.model.statedict import count_groups, prompt_decoder_fields
 
 logger = logging.getLogger(__name__)
-
-
-def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in state_dict if (m := rx.match(k))})
 
 
 def detect_config(
@@ -41,19 +36,10 @@ def detect_config(
         if two_d is not None:
             return two_d
         encoder = _dino_encoder(sd) if _DINO_KEY in sd else _sam_encoder(sd)
-        prompt_dim = sd["image_encoder.neck.0.weight"].shape[0]
-        cross_dim = sd["mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"]
         detected = ModelConfig(
             **encoder,
-            prompt_embed_dim=prompt_dim,
-            mask_in_chans=sd["prompt_encoder.mask_downscaling.3.weight"].shape[0],
+            **prompt_decoder_fields(sd),
             box_prompts="prompt_encoder.point_embeddings.2.weight" in sd,
-            decoder_depth=_count(sd, r"mask_decoder\.transformer\.layers\.(\d+)\."),
-            decoder_mlp_dim=sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
-            decoder_attention_downsample_rate=prompt_dim // cross_dim.shape[0],
-            num_multimask_outputs=sd["mask_decoder.mask_tokens.weight"].shape[0] - 1,
-            iou_head_hidden_dim=sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
-            iou_head_depth=_count(sd, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
         )
     except (KeyError, IndexError, ValueError) as exc:
         raise CheckpointError(
@@ -82,7 +68,7 @@ def _sam_encoder(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """Encoder fields of a SAM-Med3D ViT (relative positions reveal heads and windows)."""
     embed_dim, in_chans, patch = sd["image_encoder.patch_embed.proj.weight"].shape[:3]
     grid = sd["image_encoder.pos_embed"].shape[1]
-    depth = _count(sd, r"image_encoder\.blocks\.(\d+)\.")
+    depth = count_groups(sd, r"image_encoder\.blocks\.(\d+)\.")
     rel_rows = [sd[f"image_encoder.blocks.{i}.attn.rel_pos_d"].shape[0] for i in range(depth)]
     windows = {(r + 1) // 2 for r in rel_rows if r != 2 * grid - 1}
     return {
@@ -113,11 +99,11 @@ def _dino_encoder(sd: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     grid = round(tokens ** (1 / 3))
     if grid**3 != tokens:
         raise ValueError(f"pos_embed holds {tokens} patch positions, not a cube")
-    chunks = _count(sd, r"image_encoder\.backbone\.blocks\.(\d+)\.\d+\.")
+    chunks = count_groups(sd, r"image_encoder\.backbone\.blocks\.(\d+)\.\d+\.")
     depth = (
-        _count(sd, r"image_encoder\.backbone\.blocks\.\d+\.(\d+)\.")
+        count_groups(sd, r"image_encoder\.backbone\.blocks\.\d+\.(\d+)\.")
         if chunks
-        else _count(sd, r"image_encoder\.backbone\.blocks\.(\d+)\.")
+        else count_groups(sd, r"image_encoder\.backbone\.blocks\.(\d+)\.")
     )
     first = "blocks.0.0." if chunks else "blocks.0."
     return {

@@ -3,7 +3,8 @@
 ``ImageEncoderViT3D(x)`` maps a ``B x in_chans x S x S x S`` volume (``S = img_size``) to a
 ``B x out_chans x G x G x G`` embedding (``G = S // patch_size``): patch embedding, learned
 absolute position embedding, ``depth`` pre-norm blocks with decomposed 3-D relative positions,
-then a convolutional neck.
+then a convolutional neck (the rank-generic layers of :mod:`neurosam3d.model.vit`, shared with
+the 2-D SAM encoder).
 
 Windowed blocks of the released model pad the ``8^3`` token grid (after ``norm1``) with zeros to
 one ``14^3`` window and attend without a mask, so the 2,232 padded tokens, whose key and value are
@@ -15,31 +16,25 @@ padded computation's output for the real tokens, without materialising the padde
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from neurosam3d.model.common import LayerNorm3d, MLPBlock, run_blocks
+from neurosam3d.model.common import LayerNorm3d
 from neurosam3d.model.config import ModelConfig
+from neurosam3d.model.vit import (
+    RelPosAttention,
+    ViTBlock,
+    WindowedViTEncoder,
+    relative_position_table,
+)
+
+if TYPE_CHECKING:
+    from neurosam3d.model.sam2d.config import Sam2DConfig
 
 
-def relative_position_table(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
-    """Gather relative-position embeddings for query positions ``[0, q_size)``.
-
-    Args:
-        q_size: number of query positions along the axis (``<= k_size``).
-        k_size: number of key positions along the axis; ``rel_pos`` has ``2 * k_size - 1`` rows.
-        rel_pos: ``(2 * k_size - 1) x head_dim`` table.
-
-    Returns:
-        ``q_size x k_size x head_dim``, entry ``[i, j] = rel_pos[i - j + k_size - 1]``.
-    """
-    q = torch.arange(q_size, device=rel_pos.device)[:, None]
-    k = torch.arange(k_size, device=rel_pos.device)[None, :]
-    return rel_pos[q - k + (k_size - 1)]
-
-
-class Attention3D(nn.Module):
+class Attention3D(RelPosAttention):
     """Multi-head self-attention with the released model's 3-D relative-position bias.
 
     ``forward(x, window)`` takes ``B x S x S x S x C`` tokens (already normalised, cubic). With
@@ -60,14 +55,7 @@ class Attention3D(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, rel_size: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=True)
-        self.proj = nn.Linear(dim, dim)
-        self.rel_pos_d = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
-        self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
-        self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+        super().__init__(dim, num_heads, rel_size, "dhw")
 
     def _bias_terms(
         self, q_grid: torch.Tensor, q_line: torch.Tensor
@@ -94,10 +82,9 @@ class Attention3D(nn.Module):
         return u, v, w
 
     def forward(self, x: torch.Tensor, window: int | None = None) -> torch.Tensor:
-        b, g, _, _, c = x.shape
+        b, g = x.shape[:2]
         n, heads = g**3, self.num_heads
-        qkv = self.qkv(x).reshape(b, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
+        q, k, v = self._split_heads(x)  # each b x heads x n x head_dim
         s = window or g
         q_grid = q.reshape(b * heads, g, g, g, -1)
         q_line = q_grid
@@ -113,8 +100,7 @@ class Attention3D(nn.Module):
         ).reshape(b, heads, n, n)
         if s > g:
             k, v, bias = self._fold_padding(q, k, v, bias, (u, vv, ww))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(b, g, g, g, c))
+        return self._attend(q, k, v, bias, x.shape)
 
     def _fold_padding(
         self,
@@ -157,18 +143,10 @@ class Attention3D(nn.Module):
         return k, v, bias
 
 
-class Block3D(nn.Module):
+class Block3D(ViTBlock):
     """Pre-norm transformer block; ``window_size=0`` means global attention."""
 
-    def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, window_size: int, grid_size: int
-    ) -> None:
-        super().__init__()
-        self.window_size = window_size
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention3D(dim, num_heads, window_size if window_size > 0 else grid_size)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
+    attention = Attention3D
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``B x G x G x G x C`` tokens -> same shape."""
@@ -201,54 +179,24 @@ def _window_unpartition(windows: torch.Tensor, shape: torch.Size) -> torch.Tenso
     return x.permute(0, 1, 4, 2, 5, 3, 6, 7).reshape(b, d, h, w, c)
 
 
-class PatchEmbed3D(nn.Module):
-    """Non-overlapping cubic patches -> ``B x G x G x G x embed_dim`` tokens."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 4, 1)
-
-
-class ImageEncoderViT3D(nn.Module):
+class ImageEncoderViT3D(WindowedViTEncoder):
     """Volume ``B x in_chans x S^3`` -> embedding ``B x prompt_embed_dim x G^3`` (float)."""
 
+    rank = 3
+    norm = LayerNorm3d
+
     def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.img_size = cfg.img_size
-        self.grad_checkpointing = False
-        grid, dim = cfg.embedding_size, cfg.encoder_embed_dim
-        self.patch_embed = PatchEmbed3D(cfg.patch_size, cfg.in_chans, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, grid, dim))
-        self.blocks = nn.ModuleList(
-            Block3D(
-                dim,
-                cfg.encoder_num_heads,
-                cfg.encoder_mlp_ratio,
-                0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size,
-                grid,
-            )
-            for i in range(cfg.encoder_depth)
-        )
-        out = cfg.prompt_embed_dim
-        self.neck = nn.Sequential(
-            nn.Conv3d(dim, out, kernel_size=1, bias=False),
-            LayerNorm3d(out),
-            nn.Conv3d(out, out, kernel_size=3, padding=1, bias=False),
-            LayerNorm3d(out),
+        super().__init__(cfg, cfg.in_chans)
+
+    def _block(self, cfg: ModelConfig | Sam2DConfig, i: int) -> nn.Module:
+        window = 0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size
+        grid = cfg.embedding_size
+        return Block3D(
+            cfg.encoder_embed_dim, cfg.encoder_num_heads, cfg.encoder_mlp_ratio, window, grid
         )
 
-    def set_activation_checkpointing(self, enabled: bool) -> None:
-        """Recompute block activations in the backward pass (less memory, ~1/3 more compute)."""
-        self.grad_checkpointing = enabled
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.shape[-3:] != (self.img_size,) * 3:
             raise ValueError(
                 f"image encoder expects B x C x {self.img_size}^3 input, got {tuple(x.shape)}"
             )
-        x = self.patch_embed(x) + self.pos_embed
-        x = run_blocks(self.blocks, x, self.grad_checkpointing)
-        return self.neck(x.permute(0, 4, 1, 2, 3))

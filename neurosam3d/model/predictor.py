@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from neurosam3d.model.promptable import PromptableModel
 from neurosam3d.model.sam3d import Sam3D
 from neurosam3d.transforms.geometry import Box
 from neurosam3d.transforms.preprocessing import PreparedImage
@@ -45,20 +46,29 @@ class Prediction:
     iou: torch.Tensor
 
 
-class Predictor:
-    """Stateful wrapper around a :class:`Sam3D` that caches one image embedding.
+class PredictorBase:
+    """Stateful wrapper around a promptable model that caches image embeddings, for ``rank``
+    spatial axes (:class:`Predictor`: 3-D, :class:`neurosam3d.model.sam2d.Predictor2D`: 2-D).
+
+    Subclasses set ``rank`` and the wording of their prompts (``point_layout``,
+    ``box_layout``), encode images (``set_image``) and map the low-resolution logits to their
+    output grid (:meth:`_upscale`).
 
     Args:
         model: the model; moved to ``device`` and put in eval mode.
         device: where to run.
-        threshold: probability above which a voxel is in the mask.
+        threshold: probability above which a voxel (pixel) is in the mask.
         amp_dtype: run under ``torch.autocast`` with this dtype (e.g. ``torch.bfloat16`` on GPU);
             outputs are float32 either way.
     """
 
+    rank: int
+    point_layout: str
+    box_layout: str
+
     def __init__(
         self,
-        model: Sam3D,
+        model: PromptableModel,
         device: str | torch.device = "cpu",
         threshold: float = 0.5,
         amp_dtype: torch.dtype | None = None,
@@ -84,8 +94,98 @@ class Predictor:
 
     @property
     def embedding(self) -> torch.Tensor | None:
-        """The cached image embedding (``B x E x G^3`` float32), or ``None``."""
+        """The cached image embedding (``B x E x G^rank`` float32), or ``None``."""
         return self._embedding
+
+    def _check_prompts(
+        self,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_input: torch.Tensor | None,
+        box: torch.Tensor | None,
+    ) -> int:
+        """The prompts' batch size; ``ValueError`` for mis-shaped or missing prompts."""
+        n, low = self.rank, self.model.low_res_size
+        batch = None
+        if points is not None:
+            if labels is None or points.ndim != 3 or points.shape[-1] != n:
+                raise ValueError(
+                    f"points must be B x N x {n} ({self.point_layout}) with labels B x N"
+                )
+            if tuple(labels.shape) != tuple(points.shape[:2]):
+                raise ValueError(
+                    f"labels {tuple(labels.shape)} do not match points {tuple(points.shape)}"
+                )
+            batch = points.shape[0]
+        if box is not None:
+            if box.ndim != 2 or box.shape[-1] != 2 * n:
+                raise ValueError(f"box must be B x {2 * n}: {self.box_layout}")
+            batch = batch or box.shape[0]
+        if mask_input is not None:
+            if mask_input.ndim != 2 + n or tuple(mask_input.shape[1:]) != (1,) + (low,) * n:
+                grid = f"{low}^{n}" if n > 2 else f"{low} x {low}"
+                raise ValueError(f"mask_input must be B x 1 x {grid} low-resolution logits")
+            batch = batch or mask_input.shape[0]
+        if batch is None:
+            raise ValueError("give points, a box or a mask_input")
+        return batch
+
+    def _to_input(self, coords: torch.Tensor | None) -> torch.Tensor | None:
+        """Points or box corners as the model takes them (float32 on the device)."""
+        return None if coords is None else coords.to(self.device, torch.float32)
+
+    def _upscale(self, logits: torch.Tensor) -> torch.Tensor:
+        """``B x M x L^rank`` low-resolution logits -> logits on the output grid."""
+        raise NotImplementedError
+
+    def predict(
+        self,
+        points: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_input: torch.Tensor | None = None,
+        multimask: bool = False,
+        box: torch.Tensor | None = None,
+    ) -> Prediction:
+        """Decode ``B`` prompt sets against the cached embedding (see the module docstring).
+
+        Args:
+            points: ``B x N x rank`` float positions, or ``None`` with a box or mask prompt.
+            labels: ``B x N`` int labels (1 positive, 0 negative, -1 padding).
+            mask_input: ``B x 1 x L^rank`` previous low-resolution logits, or ``None``.
+            multimask: return the 3 alternative masks instead of one.
+            box: ``B x 2 rank`` box corners, or ``None``.
+        """
+        if not self.is_image_set:
+            raise RuntimeError("call set_image() before predict()")
+        self._check_prompts(points, labels, mask_input, box)
+        dev = self.device
+        with torch.inference_mode(), self._autocast():
+            logits, iou = self.model.predict_masks(
+                self._embedding,
+                self._to_input(points),
+                None if labels is None else labels.to(dev, torch.long),
+                None if mask_input is None else mask_input.to(dev, torch.float32),
+                multimask=multimask,
+                boxes=self._to_input(box),
+            )
+            logits = logits.float()
+            probabilities = torch.sigmoid(self._upscale(logits))
+        return Prediction(logits, probabilities, probabilities > self.threshold, iou.float())
+
+
+class Predictor(PredictorBase):
+    """Stateful wrapper around a :class:`Sam3D` that caches one image embedding.
+
+    ``predict`` takes ``B x N x 3`` voxel indices, ``B x 6`` boxes ``(d0, h0, w0, d1, h1, w1)``
+    (box-capable models only) and ``B x 1 x L x L x L`` mask inputs; its probabilities are the
+    trilinearly upsampled logits on the ``S^3`` model input. Arguments as
+    :class:`PredictorBase`.
+    """
+
+    rank = 3
+    point_layout = "voxel indices"
+    box_layout = "(d0, h0, w0, d1, h1, w1) voxel corners"
+    model: Sam3D
 
     def set_embedding(self, embedding: torch.Tensor) -> None:
         """Cache an embedding computed earlier (``B x E x G^3``: ``B`` crops, one prompt set each).
@@ -120,69 +220,5 @@ class Predictor:
             raise ValueError(f"the window must be the model input size {size}^3, got {box.size}")
         self.set_image(torch.from_numpy(prepared.window(box))[None, None])
 
-    def _check_prompts(
-        self,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        mask_input: torch.Tensor | None,
-        box: torch.Tensor | None,
-    ) -> int:
-        low = self.model.low_res_size
-        batch = None
-        if points is not None:
-            if labels is None or points.ndim != 3 or points.shape[-1] != 3:
-                raise ValueError("points must be B x N x 3 with labels B x N")
-            if tuple(labels.shape) != tuple(points.shape[:2]):
-                raise ValueError(
-                    f"labels {tuple(labels.shape)} do not match points {tuple(points.shape)}"
-                )
-            batch = points.shape[0]
-        if box is not None:
-            if box.ndim != 2 or box.shape[-1] != 6:
-                raise ValueError("box must be B x 6: (d0, h0, w0, d1, h1, w1) voxel corners")
-            batch = batch or box.shape[0]
-        if mask_input is not None:
-            if mask_input.ndim != 5 or tuple(mask_input.shape[1:]) != (1, low, low, low):
-                raise ValueError(f"mask_input must be B x 1 x {low}^3 low-resolution logits")
-            batch = batch or mask_input.shape[0]
-        if batch is None:
-            raise ValueError("give points, a box or a mask_input")
-        return batch
-
-    def predict(
-        self,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        mask_input: torch.Tensor | None = None,
-        multimask: bool = False,
-        box: torch.Tensor | None = None,
-    ) -> Prediction:
-        """Decode ``B`` targets against the cached embedding (see the module docstring).
-
-        Args:
-            points: ``B x N x 3`` float voxel indices, or ``None`` with a box or mask prompt.
-            labels: ``B x N`` int labels (1 positive, 0 negative, -1 padding).
-            mask_input: ``B x 1 x L x L x L`` previous low-resolution logits, or ``None``.
-            multimask: return the 3 alternative masks instead of one.
-            box: ``B x 6`` voxel box ``(d0, h0, w0, d1, h1, w1)`` (box-capable models only).
-        """
-        if self._embedding is None:
-            raise RuntimeError("call set_image(volume) before predict()")
-        self._check_prompts(points, labels, mask_input, box)
-        dev = self.device
-
-        def to_dev(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-            return None if t is None else t.to(dev, dtype)
-
-        with torch.inference_mode(), self._autocast():
-            logits, iou = self.model.predict_masks(
-                self._embedding,
-                to_dev(points, torch.float32),
-                to_dev(labels, torch.long),
-                to_dev(mask_input, torch.float32),
-                multimask=multimask,
-                boxes=to_dev(box, torch.float32),
-            )
-            logits = logits.float()
-            probabilities = torch.sigmoid(self.model.upscale_logits(logits, self.model.img_size))
-        return Prediction(logits, probabilities, probabilities > self.threshold, iou.float())
+    def _upscale(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.model.upscale_logits(logits, self.model.img_size)

@@ -12,13 +12,15 @@ SAM-Med2D ViT-B (``sam-med2d_b.pth``, 256 input, an adapter in every encoder blo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+
+from neurosam3d.model.config import SamGeometry
 
 
 @dataclass(frozen=True)
-class Sam2DConfig:
-    """Hyper-parameters of a :class:`~neurosam3d.model.sam2d.sam2d.Sam2D` model."""
+class Sam2DConfig(SamGeometry):
+    """Hyper-parameters of a :class:`~neurosam3d.model.sam2d.sam2d.Sam2D` model (grid sizes,
+    shared checks and ``to_dict`` from :class:`~neurosam3d.model.config.SamGeometry`)."""
 
     img_size: int = 1024
     patch_size: int = 16
@@ -43,36 +45,11 @@ class Sam2DConfig:
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.img_size % self.patch_size:
-            problems.append(f"img_size {self.img_size} is not a multiple of {self.patch_size}")
-        if self.encoder_embed_dim % self.encoder_num_heads:
-            problems.append("encoder_embed_dim must be divisible by encoder_num_heads")
+        problems = self._shared_problems()
         if self.prompt_embed_dim % 2:
             problems.append("prompt_embed_dim must be even (2-D Fourier features are [sin, cos])")
-        if self.mask_in_chans % 4:
-            problems.append("mask_in_chans must be divisible by 4")
-        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
-            problems.append("encoder_global_attn_indexes out of range")
         if problems:
             raise ValueError("invalid Sam2DConfig: " + "; ".join(problems))
-
-    @property
-    def embedding_size(self) -> int:
-        """Edge of the token grid and of the image embedding (``img_size // patch_size``)."""
-        return self.img_size // self.patch_size
-
-    @property
-    def low_res_size(self) -> int:
-        """Edge of the low-resolution mask logits and of the mask prompt."""
-        return 4 * self.embedding_size
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-dict form (JSON/YAML friendly)."""
-        out = asdict(self)
-        for key in ("encoder_global_attn_indexes", "pixel_mean", "pixel_std"):
-            out[key] = list(out[key])
-        return out
 
 
 SAM2D_CONFIGS: dict[str, Sam2DConfig] = {

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 
 import torch
 
 from neurosam3d.model.sam2d.config import SAM2D_CONFIGS, Sam2DConfig
+from neurosam3d.model.statedict import count_groups, prompt_decoder_fields
 
 logger = logging.getLogger(__name__)
-
-
-def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:
-    rx = re.compile(pattern)
-    return len({m.group(1) for k in state_dict if (m := rx.match(k))})
 
 
 def is_sam2d_state_dict(state_dict: Mapping[str, torch.Tensor]) -> bool:
@@ -40,11 +35,9 @@ def detect_sam2d(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, Sam2DConf
         return None
     embed_dim, _, patch = sd["image_encoder.patch_embed.proj.weight"].shape[:3]
     grid = sd["image_encoder.pos_embed"].shape[1]
-    depth = _count(sd, r"image_encoder\.blocks\.(\d+)\.")
+    depth = count_groups(sd, r"image_encoder\.blocks\.(\d+)\.")
     rows = [sd[f"image_encoder.blocks.{i}.attn.rel_pos_h"].shape[0] for i in range(depth)]
     windows = {(r + 1) // 2 for r in rows if r != 2 * grid - 1}
-    prompt_dim = sd["image_encoder.neck.0.weight"].shape[0]
-    cross = sd["mask_decoder.transformer.layers.0.cross_attn_token_to_image.q_proj.weight"]
     adapter = sd.get("image_encoder.blocks.0.Adapter.channel.0.weight")
     detected = Sam2DConfig(
         img_size=grid * patch,
@@ -57,14 +50,7 @@ def detect_sam2d(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, Sam2DConf
         encoder_window_size=windows.pop() if len(windows) == 1 else 0,
         encoder_adapters=adapter is not None,
         adapter_ratio=adapter.shape[0] / embed_dim if adapter is not None else 0.25,
-        prompt_embed_dim=prompt_dim,
-        mask_in_chans=sd["prompt_encoder.mask_downscaling.3.weight"].shape[0],
-        decoder_depth=_count(sd, r"mask_decoder\.transformer\.layers\.(\d+)\."),
-        decoder_mlp_dim=sd["mask_decoder.transformer.layers.0.mlp.lin1.weight"].shape[0],
-        decoder_attention_downsample_rate=prompt_dim // cross.shape[0],
-        num_multimask_outputs=sd["mask_decoder.mask_tokens.weight"].shape[0] - 1,
-        iou_head_hidden_dim=sd["mask_decoder.iou_prediction_head.layers.0.weight"].shape[0],
-        iou_head_depth=_count(sd, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),
+        **prompt_decoder_fields(sd),
     )
     for name, cfg in SAM2D_CONFIGS.items():
         if replace(detected, decoder_num_heads=cfg.decoder_num_heads) == cfg:

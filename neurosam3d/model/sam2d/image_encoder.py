@@ -3,7 +3,8 @@
 ``ImageEncoderViT(x)`` maps a normalised ``B x 3 x S x S`` image (``S = img_size``) to a
 ``B x prompt_embed_dim x G x G`` embedding (``G = S // patch_size``): patch embedding, learned
 absolute position embedding, ``depth`` pre-norm blocks with SAM's decomposed relative position
-bias, then a convolutional neck. Key names and shapes are SAM's.
+bias, then a convolutional neck (the rank-generic layers of :mod:`neurosam3d.model.vit`, shared
+with the 3-D encoder). Key names and shapes are SAM's.
 
 Windowed blocks work as SAM does: the ``G x G`` tokens (after ``norm1``) are zero-padded at the
 bottom/right to a multiple of the window (``64 -> 70`` for SAM, ``16 -> 28`` for SAM-Med2D),
@@ -15,17 +16,26 @@ to ``scaled_dot_product_attention`` as an additive mask, which equals SAM's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurosam3d.model.common import MLPBlock
-from neurosam3d.model.image_encoder import relative_position_table
 from neurosam3d.model.sam2d.config import Sam2DConfig
 from neurosam3d.model.sam2d.layers import LayerNorm2d
+from neurosam3d.model.vit import (
+    RelPosAttention,
+    ViTBlock,
+    WindowedViTEncoder,
+    relative_position_table,
+)
+
+if TYPE_CHECKING:
+    from neurosam3d.model.config import ModelConfig
 
 
-class Attention2D(nn.Module):
+class Attention2D(RelPosAttention):
     """Multi-head self-attention over a ``B x H x W x C`` token grid with SAM's relative bias.
 
     ``rel_size`` is the grid edge the tables were built for (the window, or ``G`` for global
@@ -33,13 +43,7 @@ class Attention2D(nn.Module):
     """
 
     def __init__(self, dim: int, num_heads: int, rel_size: int) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=True)
-        self.proj = nn.Linear(dim, dim)
-        self.rel_pos_h = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
-        self.rel_pos_w = nn.Parameter(torch.zeros(2 * rel_size - 1, head_dim))
+        super().__init__(dim, num_heads, rel_size, "hw")
 
     def _relative_bias(self, q: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """``q``: ``b x heads x (h w) x c`` -> fp32 bias ``b x heads x (h w) x (h w)``."""
@@ -60,13 +64,9 @@ class Attention2D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``B x H x W x C`` -> ``B x H x W x C``."""
-        b, h, w, c = x.shape
-        heads = self.num_heads
-        qkv = self.qkv(x).reshape(b, h * w, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each b x heads x n x head_dim
-        bias = self._relative_bias(q, h, w)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype))
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+        h, w = x.shape[1:3]
+        q, k, v = self._split_heads(x)  # each b x heads x n x head_dim
+        return self._attend(q, k, v, self._relative_bias(q, h, w), x.shape)
 
 
 class Adapter(nn.Module):
@@ -127,8 +127,10 @@ def window_unpartition(
     return x.reshape(b, hp, wp, -1)[:, :h, :w]
 
 
-class Block2D(nn.Module):
+class Block2D(ViTBlock):
     """Pre-norm ViT block; ``window_size=0`` means global attention; optional adapter."""
+
+    attention = Attention2D
 
     def __init__(
         self,
@@ -139,12 +141,7 @@ class Block2D(nn.Module):
         grid_size: int,
         adapter_ratio: float | None,
     ) -> None:
-        super().__init__()
-        self.window_size = window_size
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention2D(dim, num_heads, window_size if window_size > 0 else grid_size)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = MLPBlock(dim, int(dim * mlp_ratio))
+        super().__init__(dim, num_heads, mlp_ratio, window_size, grid_size)
         if adapter_ratio is not None:
             self.Adapter = Adapter(dim, adapter_ratio)  # SAM-Med2D's key name
         else:
@@ -168,52 +165,29 @@ class Block2D(nn.Module):
         return x
 
 
-class PatchEmbed2D(nn.Module):
-    """Non-overlapping square patches -> ``B x G x G x embed_dim`` tokens."""
-
-    def __init__(self, patch_size: int, in_chans: int, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
-
-
-class ImageEncoderViT(nn.Module):
+class ImageEncoderViT(WindowedViTEncoder):
     """Image ``B x 3 x S x S`` -> embedding ``B x prompt_embed_dim x G x G``."""
 
+    rank = 2
+    norm = LayerNorm2d
+
     def __init__(self, cfg: Sam2DConfig) -> None:
-        super().__init__()
-        self.img_size = cfg.img_size
-        grid, dim = cfg.embedding_size, cfg.encoder_embed_dim
-        self.patch_embed = PatchEmbed2D(cfg.patch_size, 3, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, dim))
-        self.blocks = nn.ModuleList(
-            Block2D(
-                dim,
-                cfg.encoder_num_heads,
-                cfg.encoder_mlp_ratio,
-                0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size,
-                grid,
-                cfg.adapter_ratio if cfg.encoder_adapters else None,
-            )
-            for i in range(cfg.encoder_depth)
-        )
-        out = cfg.prompt_embed_dim
-        self.neck = nn.Sequential(
-            nn.Conv2d(dim, out, kernel_size=1, bias=False),
-            LayerNorm2d(out),
-            nn.Conv2d(out, out, kernel_size=3, padding=1, bias=False),
-            LayerNorm2d(out),
+        super().__init__(cfg, 3)
+
+    def _block(self, cfg: ModelConfig | Sam2DConfig, i: int) -> nn.Module:
+        assert isinstance(cfg, Sam2DConfig)
+        return Block2D(
+            cfg.encoder_embed_dim,
+            cfg.encoder_num_heads,
+            cfg.encoder_mlp_ratio,
+            0 if i in cfg.encoder_global_attn_indexes else cfg.encoder_window_size,
+            cfg.embedding_size,
+            cfg.adapter_ratio if cfg.encoder_adapters else None,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-2:] != (self.img_size,) * 2:
             raise ValueError(
                 f"image encoder expects B x 3 x {self.img_size} x {self.img_size} input, "
                 f"got {tuple(x.shape)}"
             )
-        x = self.patch_embed(x) + self.pos_embed
-        for blk in self.blocks:
-            x = blk(x)
-        return self.neck(x.permute(0, 3, 1, 2))

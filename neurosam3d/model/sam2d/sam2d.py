@@ -2,7 +2,8 @@
 
 ``Sam2D`` holds ``image_encoder``, ``prompt_encoder`` and ``mask_decoder`` (state-dict keys as in
 the released SAM and SAM-Med2D checkpoints; ``pixel_mean`` / ``pixel_std`` are non-persistent
-buffers, as in SAM)::
+buffers, as in SAM); ``predict_masks`` is shared with the 3-D model
+(:class:`~neurosam3d.model.promptable.PromptableModel`)::
 
     x = model.preprocess(image)                               # B x 3 x h x w (0-255) -> B x 3 x S x S
     emb = model.image_encoder(x)                              # -> B x E x G x G
@@ -17,18 +18,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from neurosam3d.model.promptable import PromptableModel
 from neurosam3d.model.sam2d.config import Sam2DConfig
 from neurosam3d.model.sam2d.image_encoder import ImageEncoderViT
 from neurosam3d.model.sam2d.mask_decoder import MaskDecoder
 from neurosam3d.model.sam2d.prompt_encoder import PromptEncoder
 
 
-class Sam2D(nn.Module):
-    """Image encoder, prompt encoder and mask decoder of one :class:`Sam2DConfig`."""
+class Sam2D(PromptableModel):
+    """Image encoder, prompt encoder and mask decoder of one :class:`Sam2DConfig`; ``forward``
+    takes a normalised ``B x 3 x S x S`` image (:meth:`preprocess`)."""
 
     mask_threshold: float = 0.0
+    config: Sam2DConfig
 
     def __init__(
         self,
@@ -37,23 +40,9 @@ class Sam2D(nn.Module):
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
     ) -> None:
-        super().__init__()
-        self.config = config
-        self.image_encoder = image_encoder
-        self.prompt_encoder = prompt_encoder
-        self.mask_decoder = mask_decoder
+        super().__init__(config, image_encoder, prompt_encoder, mask_decoder)
         self.register_buffer("pixel_mean", torch.tensor(config.pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(config.pixel_std).view(-1, 1, 1), False)
-
-    @property
-    def img_size(self) -> int:
-        """Edge of the square model input in pixels."""
-        return self.config.img_size
-
-    @property
-    def low_res_size(self) -> int:
-        """Edge of the low-resolution logits and of the mask prompt (``img_size / 4``)."""
-        return self.config.low_res_size
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise ``B x 3 x h x w`` 0-255 pixels (``h, w <= S``) and zero-pad to ``S x S``.
@@ -65,30 +54,6 @@ class Sam2D(nn.Module):
             raise ValueError(f"image {h} x {w} is larger than the model input {self.img_size}")
         x = (x - self.pixel_mean) / self.pixel_std
         return F.pad(x, (0, self.img_size - w, 0, self.img_size - h))
-
-    def predict_masks(
-        self,
-        image_embedding: torch.Tensor,
-        points: torch.Tensor | None,
-        labels: torch.Tensor | None,
-        mask_input: torch.Tensor | None = None,
-        multimask: bool = False,
-        boxes: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder on a computed embedding (differentiable).
-
-        Returns ``low_res_logits`` ``B x M x 4G x 4G`` and ``iou`` ``B x M`` (``M`` 1 or 3).
-        """
-        sparse, dense = self.prompt_encoder(
-            points=None if points is None else (points, labels), boxes=boxes, masks=mask_input
-        )
-        return self.mask_decoder(
-            image_embeddings=image_embedding,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
 
     def postprocess_masks(
         self,
@@ -103,14 +68,3 @@ class Sam2D(nn.Module):
         )
         masks = masks[..., : input_size[0], : input_size[1]]
         return F.interpolate(masks, original_size, mode="bilinear", align_corners=False)
-
-    def forward(
-        self,
-        image: torch.Tensor,
-        points: torch.Tensor,
-        labels: torch.Tensor,
-        mask_input: torch.Tensor | None = None,
-        multimask: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode a normalised ``B x 3 x S x S`` image and decode one prompt per image."""
-        return self.predict_masks(self.image_encoder(image), points, labels, mask_input, multimask)
