@@ -56,6 +56,13 @@ _HISTOGRAM_SLAB = 1 << 18
 SCALINGS = ("zscore", "percentile")
 
 
+def check_scaling(scaling: str) -> str:
+    """``scaling`` if it is one of :data:`SCALINGS`, else ``ValueError`` naming it."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
+    return scaling
+
+
 @dataclass(frozen=True)
 class IntensityStats:
     """What normalising one volume needs.
@@ -79,10 +86,7 @@ class IntensityStats:
     bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.scaling not in SCALINGS:
-            raise ValueError(
-                f"unknown intensity scaling {self.scaling!r}; use zscore or percentile"
-            )
+        check_scaling(self.scaling)
         if self.scaling == "percentile" and self.bounds is None:
             raise ValueError("percentile scaling needs the bounds (the volume's percentiles)")
 
@@ -230,10 +234,8 @@ def volume_stats(
 ) -> IntensityStats:
     """The statistics of ``volume`` for ``scaling`` without float copies of it: z-score
     :func:`intensity_stats_by_slab`, percentile :func:`percentile_stats`."""
-    if scaling == "percentile":
+    if check_scaling(scaling) == "percentile":
         return percentile_stats(volume, modality, ct_window, percentiles)
-    if scaling != "zscore":
-        raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
     return intensity_stats_by_slab(volume, modality, ct_window)
 
 
@@ -250,10 +252,8 @@ def normalise_intensity(
     (:func:`percentile_stats` with ``percentiles`` after the CT clip); ``ct_window`` None: no
     clip. Per-crop ``"crop_zscore"`` is :func:`zscore_crop`, applied to each model input.
     """
-    if scaling == "percentile":
+    if check_scaling(scaling) == "percentile":
         return apply_intensity(volume, percentile_stats(volume, modality, ct_window, percentiles))
-    if scaling != "zscore":
-        raise ValueError(f"unknown intensity scaling {scaling!r}; use zscore or percentile")
     return apply_intensity(volume, intensity_stats(volume, modality, ct_window))
 
 
